@@ -1,0 +1,168 @@
+//! Recovery on open: find the end of the tail file and clean up behind it.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use crate::error::{Error, Result};
+
+use super::files;
+use super::format::{check_batch, find_next_valid_batch, BatchAt, BATCH_CONTROL_SIZE, EOF_RECORD};
+use super::JournalConfig;
+
+/// A byte range of a data file that holds no valid batch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CorruptRange {
+    pub file_id: u32,
+    pub start: u32,
+    pub end: u32,
+}
+
+/// What recovery found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The file appends continue in.
+    pub tail_file: u32,
+    /// Where the next batch goes in the tail file: just past the last valid batch.
+    pub append_offset: u32,
+    /// Valid batches found in the tail file.
+    pub tail_batches: u64,
+    /// Corrupt ranges with valid batches after them (skipped by readers).
+    pub corrupt_ranges: Vec<CorruptRange>,
+    /// Bytes after the last valid batch that were not a clean end (a torn or unsynced write);
+    /// they were zeroed.
+    pub discarded_tail_bytes: u64,
+}
+
+impl RecoveryReport {
+    pub fn summary(&self) -> String {
+        let ranges: Vec<String> = self
+            .corrupt_ranges
+            .iter()
+            .map(|r| format!("db-{}.log[{}..{})", r.file_id, r.start, r.end))
+            .collect();
+        format!(
+            "tail db-{}.log ends at offset {} after {} batches; {} corrupt range(s) skipped{}{}; {} byte(s) of torn tail discarded",
+            self.tail_file,
+            self.append_offset,
+            self.tail_batches,
+            self.corrupt_ranges.len(),
+            if ranges.is_empty() { "" } else { ": " },
+            ranges.join(", "),
+            self.discarded_tail_bytes
+        )
+    }
+}
+
+pub(super) struct Recovered {
+    pub report: RecoveryReport,
+    pub files: Vec<u32>,
+    pub tail_file_handle: File,
+}
+
+pub(super) fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered> {
+    // A preallocation that did not finish before a crash is simply dropped.
+    let _ = std::fs::remove_file(dir.join(files::PREALLOC_FILE));
+    let mut ids = files::list_data_files(dir)?;
+    if ids.is_empty() {
+        let (file, tmp) = files::create_preallocated(
+            dir,
+            files::PREALLOC_FILE,
+            config.max_file_length,
+            config.preallocation,
+        )?;
+        let path = files::data_file_path(dir, 1);
+        std::fs::rename(&tmp, &path)
+            .map_err(|e| Error::io(format!("renaming {} into place", path.display()), &e))?;
+        files::sync_dir(dir)?;
+        ids.push(1);
+        return Ok(Recovered {
+            report: RecoveryReport {
+                tail_file: 1,
+                ..Default::default()
+            },
+            files: ids,
+            tail_file_handle: file,
+        });
+    }
+    let tail = *ids.last().unwrap_or(&1);
+    let path = files::data_file_path(dir, tail);
+    let file = files::open_for_append(&path)?;
+    let data = read_whole(&file, &path)?;
+    let mut report = RecoveryReport {
+        tail_file: tail,
+        ..Default::default()
+    };
+    let (end, batches, corrupt, torn) = scan(&data);
+    report.tail_batches = batches;
+    report.corrupt_ranges = corrupt
+        .into_iter()
+        .map(|(s, e)| CorruptRange {
+            file_id: tail,
+            start: s as u32,
+            end: e as u32,
+        })
+        .collect();
+    report.append_offset = end as u32;
+    if torn {
+        report.discarded_tail_bytes = (data.len() - end) as u64;
+    }
+    // Leave a clean end: an EOF marker at `end` and nothing but zeros after it, so that no
+    // stale batch behind the new end can ever be mistaken for data.
+    let tail_bytes = &data[end.min(data.len())..];
+    let clean = tail_bytes.is_empty()
+        || (tail_bytes.starts_with(&EOF_RECORD) && tail_bytes[EOF_RECORD.len()..].iter().all(|b| *b == 0))
+        || tail_bytes.iter().all(|b| *b == 0);
+    if !clean {
+        let last_nonzero = tail_bytes.iter().rposition(|b| *b != 0).unwrap_or(0);
+        let mut zeros = vec![0u8; last_nonzero + 1];
+        let n = EOF_RECORD.len().min(zeros.len());
+        zeros[..n].copy_from_slice(&EOF_RECORD[..n]);
+        if !torn {
+            report.discarded_tail_bytes = zeros.len() as u64;
+        }
+        file.write_all_at(&zeros, end as u64)
+            .map_err(|e| Error::io(format!("cleaning the tail of {}", path.display()), &e))?;
+        files::datasync(&file, &path)?;
+    }
+    Ok(Recovered {
+        report,
+        files: ids,
+        tail_file_handle: file,
+    })
+}
+
+fn read_whole(file: &File, path: &Path) -> Result<Vec<u8>> {
+    let len = file
+        .metadata()
+        .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), &e))?
+        .len() as usize;
+    let mut data = vec![0u8; len];
+    file.read_exact_at(&mut data, 0)
+        .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
+    Ok(data)
+}
+
+/// Scans a file's bytes: (end of the last valid batch, valid batches, corrupt ranges followed by
+/// valid batches, whether the end is torn rather than clean).
+fn scan(data: &[u8]) -> (usize, u64, Vec<(usize, usize)>, bool) {
+    let mut pos = 0;
+    let mut batches = 0;
+    let mut corrupt = Vec::new();
+    loop {
+        match check_batch(data, pos) {
+            BatchAt::Valid { payload_len } => {
+                pos += BATCH_CONTROL_SIZE + payload_len;
+                batches += 1;
+            }
+            BatchAt::End => return (pos, batches, corrupt, false),
+            BatchAt::Invalid => match find_next_valid_batch(data, pos + 1) {
+                Some(next) => {
+                    corrupt.push((pos, next));
+                    pos = next;
+                }
+                None => return (pos, batches, corrupt, true),
+            },
+        }
+    }
+}
