@@ -6,11 +6,13 @@
 use std::path::PathBuf;
 
 fn main() {
-    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let root =
+        PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
     println!("cargo:rerun-if-changed=src/ffi");
     println!("cargo:rerun-if-changed=cbindgen.toml");
     println!("cargo:rerun-if-env-changed=KAHADB_CHECK_HEADER");
-    let config = cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("reading cbindgen.toml");
+    let config =
+        cbindgen::Config::from_file(root.join("cbindgen.toml")).expect("reading cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(root.join("src/ffi/mod.rs"))
@@ -22,7 +24,9 @@ fn main() {
     let current = std::fs::read(&path).unwrap_or_default();
     if current != fresh {
         if std::env::var("KAHADB_CHECK_HEADER").is_ok_and(|v| v == "1") {
-            panic!("include/kahadb.h is stale: run `cargo build` and commit the regenerated header");
+            panic!(
+                "include/kahadb.h is stale: run `cargo build` and commit the regenerated header"
+            );
         }
         std::fs::create_dir_all(root.join("include")).expect("creating include/");
         std::fs::write(&path, &fresh).expect("writing include/kahadb.h");

@@ -173,7 +173,10 @@ mod tests {
 
     #[test]
     fn enospc_maps_to_no_space() {
-        let e = Error::io("writing db-1.log", &io::Error::from_raw_os_error(libc::ENOSPC));
+        let e = Error::io(
+            "writing db-1.log",
+            &io::Error::from_raw_os_error(libc::ENOSPC),
+        );
         assert_eq!(e.code(), ErrorCode::NoSpace);
         assert!(e.to_string().contains("db-1.log"));
     }

@@ -108,7 +108,10 @@ mod tests {
         let h = reg.insert(42);
         assert_eq!(*reg.get(h).unwrap(), 42);
         assert_eq!(reg.get(0).unwrap_err().code(), ErrorCode::NullArgument);
-        assert_eq!(reg.get(h + 1000).unwrap_err().code(), ErrorCode::InvalidHandle);
+        assert_eq!(
+            reg.get(h + 1000).unwrap_err().code(),
+            ErrorCode::InvalidHandle
+        );
         assert_eq!(reg.get(12345).unwrap_err().code(), ErrorCode::InvalidHandle);
         reg.remove(h).unwrap();
         assert_eq!(reg.get(h).unwrap_err().code(), ErrorCode::Closed);

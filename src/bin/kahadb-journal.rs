@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use kahadb::journal::{Journal, JournalConfig};
+use kahadb::testkit::pattern_record as record;
 use kahadb::Result;
 
 fn usage() -> ExitCode {
@@ -41,20 +42,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// Record `n` of a run: its index, then a repeating pattern, so a reader can check it.
-pub fn record(n: u64, size: usize) -> Vec<u8> {
-    let mut v = Vec::with_capacity(size);
-    v.extend_from_slice(&n.to_be_bytes());
-    while v.len() < size {
-        v.push((n as u8).wrapping_add(v.len() as u8));
-    }
-    v.truncate(size);
-    v
-}
-
 fn demo(dir: Option<PathBuf>) -> Result<()> {
     let dir = dir.unwrap_or_else(|| PathBuf::from("data/journal-demo"));
-    println!("kahadb-rs {} journal demo in {}", kahadb::VERSION, dir.display());
+    println!(
+        "kahadb-rs {} journal demo in {}",
+        kahadb::VERSION,
+        dir.display()
+    );
     let journal = Journal::open(&dir, JournalConfig::default())?;
     let report = journal.recovery_report();
     println!("recovered: {}", report.summary());
@@ -77,9 +71,9 @@ fn demo(dir: Option<PathBuf>) -> Result<()> {
             })
             .collect();
         for h in handles {
-            let part = h
-                .join()
-                .map_err(|_| kahadb::Error::new(kahadb::ErrorCode::Internal, "writer panicked"))??;
+            let part = h.join().map_err(|_| {
+                kahadb::Error::new(kahadb::ErrorCode::Internal, "writer panicked")
+            })??;
             locations.extend(part);
         }
         Ok(())

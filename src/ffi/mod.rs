@@ -236,12 +236,11 @@ fn into_c_buffer(data: Vec<u8>) -> (*mut u8, usize) {
 /// The library version, e.g. "0.1.0". A static string: do not free it. Thread-safe.
 #[no_mangle]
 pub extern "C" fn kahadb_version() -> *const c_char {
-    static VERSION: &CStr = match CStr::from_bytes_with_nul(
-        concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes(),
-    ) {
-        Ok(v) => v,
-        Err(_) => c"unknown",
-    };
+    static VERSION: &CStr =
+        match CStr::from_bytes_with_nul(concat!(env!("CARGO_PKG_VERSION"), "\0").as_bytes()) {
+            Ok(v) => v,
+            Err(_) => c"unknown",
+        };
     VERSION.as_ptr()
 }
 
@@ -264,7 +263,12 @@ pub extern "C" fn kahadb_result_name(code: i32) -> *const c_char {
     });
     // The strings live in a static that is built once and never changed, so the pointers stay
     // valid for the life of the process.
-    match catch_unwind(|| NAMES.iter().find(|(v, _)| *v == code).map(|(_, n)| n.as_ptr())) {
+    match catch_unwind(|| {
+        NAMES
+            .iter()
+            .find(|(v, _)| *v == code)
+            .map(|(_, n)| n.as_ptr())
+    }) {
         Ok(Some(p)) => p,
         _ => c"UNKNOWN".as_ptr(),
     }
@@ -308,9 +312,9 @@ pub unsafe extern "C" fn kahadb_journal_open(
         }
         // SAFETY: `dir` is non-NULL and, per the contract, NUL-terminated.
         let dir = unsafe { CStr::from_ptr(dir) };
-        let dir = dir.to_str().map_err(|_| {
-            Error::new(ErrorCode::InvalidArgument, "dir is not valid UTF-8")
-        })?;
+        let dir = dir
+            .to_str()
+            .map_err(|_| Error::new(ErrorCode::InvalidArgument, "dir is not valid UTF-8"))?;
         if dir.is_empty() {
             return Err(Error::new(ErrorCode::InvalidArgument, "dir is empty"));
         }

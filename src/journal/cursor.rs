@@ -100,7 +100,8 @@ impl Cursor {
             let at = self.pos.offset as usize;
             match check_batch(data, at) {
                 BatchAt::Valid { payload_len } => {
-                    let payload = &data[at + BATCH_CONTROL_SIZE..at + BATCH_CONTROL_SIZE + payload_len];
+                    let payload =
+                        &data[at + BATCH_CONTROL_SIZE..at + BATCH_CONTROL_SIZE + payload_len];
                     for (off, kind, body) in records(payload) {
                         if kind != USER_RECORD_TYPE {
                             continue;

@@ -88,7 +88,11 @@ pub fn check_batch(data: &[u8], offset: usize) -> BatchAt {
         return BatchAt::Invalid;
     }
     let payload_len = be_u32(rest, 16) as usize;
-    if payload_len > MAX_BATCH_PAYLOAD || rest.len() < BATCH_CONTROL_SIZE + payload_len {
+    // Neither implementation writes an empty batch: a zero length is a torn control record.
+    if payload_len == 0
+        || payload_len > MAX_BATCH_PAYLOAD
+        || rest.len() < BATCH_CONTROL_SIZE + payload_len
+    {
         return BatchAt::Invalid;
     }
     let stored = u64::from_be_bytes([

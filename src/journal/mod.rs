@@ -6,9 +6,9 @@
 //! iterated in order with a [`Cursor`]. Opening a journal recovers it: the tail file is scanned to
 //! the last batch whose checksum holds, and whatever follows it is discarded.
 
-pub mod format;
 mod cursor;
 mod files;
+pub mod format;
 mod recovery;
 mod writer;
 
@@ -513,11 +513,7 @@ impl Journal {
             }
             return Err(e);
         }
-        format::write_record_header(
-            &mut batch.buf[start..],
-            rec_size as u32,
-            USER_RECORD_TYPE,
-        );
+        format::write_record_header(&mut batch.buf[start..], rec_size as u32, USER_RECORD_TYPE);
         let loc = Location::new(batch.file_id, batch.offset + start as u32, rec_size as u32);
         if sync {
             batch.sync = true;
@@ -639,9 +635,10 @@ impl Journal {
         self.inner.work.notify_one();
         loop {
             if st.sync_error_gen != gen {
-                return Err(st.sync_error.clone().unwrap_or_else(|| {
-                    Error::new(ErrorCode::Io, "syncing the journal failed")
-                }));
+                return Err(st
+                    .sync_error
+                    .clone()
+                    .unwrap_or_else(|| Error::new(ErrorCode::Io, "syncing the journal failed")));
             }
             if st.durable_seq >= target {
                 return match st.lost_async.take() {
@@ -737,6 +734,15 @@ impl Journal {
     /// The position just past the last written record (where the next batch goes).
     pub fn written_position(&self) -> Pos {
         self.inner.lock().written
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
     }
 }
 

@@ -111,7 +111,8 @@ pub(super) fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered> {
     // stale batch behind the new end can ever be mistaken for data.
     let tail_bytes = &data[end.min(data.len())..];
     let clean = tail_bytes.is_empty()
-        || (tail_bytes.starts_with(&EOF_RECORD) && tail_bytes[EOF_RECORD.len()..].iter().all(|b| *b == 0))
+        || (tail_bytes.starts_with(&EOF_RECORD)
+            && tail_bytes[EOF_RECORD.len()..].iter().all(|b| *b == 0))
         || tail_bytes.iter().all(|b| *b == 0);
     if !clean {
         let last_nonzero = tail_bytes.iter().rposition(|b| *b != 0).unwrap_or(0);

@@ -181,7 +181,8 @@ impl Writer {
             let _ = batch.outcome.failed.set(e);
         }
         st.pending_bytes -= len;
-        if st.spare.len() < 2 && batch.buf.capacity() <= 2 * self.inner.config.max_batch_size as usize
+        if st.spare.len() < 2
+            && batch.buf.capacity() <= 2 * self.inner.config.max_batch_size as usize
         {
             st.spare.push(std::mem::take(&mut batch.buf));
         }
@@ -205,12 +206,14 @@ impl Writer {
                 ),
             ));
         }
-        self.file.write_all_at(bytes, u64::from(offset)).map_err(|e| {
-            Error::io(
-                format!("writing {} at offset {offset}", self.path.display()),
-                &e,
-            )
-        })
+        self.file
+            .write_all_at(bytes, u64::from(offset))
+            .map_err(|e| {
+                Error::io(
+                    format!("writing {} at offset {offset}", self.path.display()),
+                    &e,
+                )
+            })
     }
 
     fn add_hole(&mut self, file_id: u32, start: u32, end: u32) {
@@ -265,7 +268,10 @@ impl Writer {
         let ready = match self.prealloc.take().map(|h| h.join()) {
             Some(Ok(Ok(f))) => Some(f),
             Some(Ok(Err(e))) => {
-                log::warn!("journal {}: preallocation failed: {e}", self.inner.dir.display());
+                log::warn!(
+                    "journal {}: preallocation failed: {e}",
+                    self.inner.dir.display()
+                );
                 None
             }
             Some(Err(_)) => None,
@@ -344,7 +350,10 @@ impl Writer {
         }
         if self.unsynced {
             if let Err(e) = self.datasync() {
-                log::error!("journal {}: final sync failed: {e}", self.inner.dir.display());
+                log::error!(
+                    "journal {}: final sync failed: {e}",
+                    self.inner.dir.display()
+                );
                 let mut st = self.inner.lock();
                 if st.lost_async.is_none() {
                     st.lost_async = Some(e);

@@ -1,0 +1,110 @@
+//! A real full disk: a small tmpfs, filled up while the journal appends. The affected appends
+//! fail with NO_SPACE, nothing acknowledged is lost, and appends resume once room is made.
+//! Mounting needs root: as root the test must run; otherwise it says it was skipped.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use kahadb::journal::{Journal, JournalConfig, Location, Preallocation};
+use kahadb::testkit::pattern_record;
+use kahadb::ErrorCode;
+
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&dir)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        ok.then_some(Tmpfs(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// Fills the file system holding `dir` with a filler file; returns its path.
+fn fill(dir: &Path) -> PathBuf {
+    let path = dir.join("filler");
+    let mut f = File::create(&path).unwrap();
+    let chunk = vec![1u8; 4096];
+    while f.write_all(&chunk).is_ok() {}
+    let _ = f.sync_all();
+    path
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions and touches no memory.
+    unsafe { libc::geteuid() == 0 }
+}
+
+#[test]
+fn full_disk_fails_affected_appends_and_recovers() {
+    if !is_root() {
+        eprintln!("full_disk test skipped: mounting a tmpfs needs root");
+        return;
+    }
+    for preallocation in [Preallocation::Zeros, Preallocation::None] {
+        let fs_ = Tmpfs::mount("1m").expect("mounting a 1 MiB tmpfs (running as root)");
+        let dir = fs_.0.join("journal");
+        let cfg = JournalConfig {
+            max_file_length: 64 * 1024,
+            max_batch_size: 16 * 1024,
+            preallocation,
+            ..JournalConfig::default()
+        };
+        let j = Journal::open(&dir, cfg).unwrap();
+        let mut acked: Vec<(Location, Vec<u8>)> = Vec::new();
+        for n in 0..10u64 {
+            let d = pattern_record(n, 1000);
+            acked.push((j.append(&d, true).unwrap(), d));
+        }
+        let filler = fill(&fs_.0);
+        // Append until the disk-full error shows; it must show within the space there was.
+        let mut failures = 0;
+        let mut n = 10u64;
+        while failures < 5 && n < 2000 {
+            let d = pattern_record(n, 1000);
+            match j.append(&d, true) {
+                Ok(loc) => acked.push((loc, d)),
+                Err(e) => {
+                    assert_eq!(e.code(), ErrorCode::NoSpace, "{preallocation:?}: {e}");
+                    assert!(e.message().contains("No space"), "{e}");
+                    failures += 1;
+                }
+            }
+            n += 1;
+        }
+        assert_eq!(failures, 5, "{preallocation:?}: the disk never filled");
+        // Everything acknowledged is still readable.
+        for (loc, d) in &acked {
+            assert_eq!(&j.read(*loc).unwrap(), d);
+        }
+        // Make room: appends resume.
+        fs::remove_file(&filler).unwrap();
+        for _ in 0..200 {
+            let d = pattern_record(n, 1000);
+            acked.push((j.append(&d, true).expect("append after room was made"), d));
+            n += 1;
+        }
+        j.close().unwrap();
+        let j = Journal::open(&dir, cfg).unwrap();
+        let got: Vec<_> = j.cursor(None).map(|r| r.unwrap()).collect();
+        assert_eq!(
+            got, acked,
+            "{preallocation:?}: exactly the acknowledged records"
+        );
+        assert!(j.recovery_report().corrupt_ranges.is_empty());
+        j.close().unwrap();
+    }
+}
