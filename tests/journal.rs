@@ -538,3 +538,46 @@ fn sync_strategies_all_round_trip() {
         }
     }
 }
+
+#[test]
+fn mixed_sync_and_async_writers_with_tiny_batches_and_files() {
+    // Many small batches queue up behind each other, some with nobody waiting on them: every
+    // synchronous caller must still be led to completion (no lost wake-ups).
+    for strategy in [
+        SyncStrategy::Always,
+        SyncStrategy::Periodic(Duration::from_millis(5)),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            max_file_length: 4096,
+            max_batch_size: 512,
+            sync_strategy: strategy,
+            ..JournalConfig::default()
+        };
+        let j = Arc::new(Journal::open(dir.path(), cfg).unwrap());
+        let handles: Vec<_> = (0..6u64)
+            .map(|t| {
+                let j = j.clone();
+                std::thread::spawn(move || {
+                    (0..1500u64)
+                        .map(|i| {
+                            let n = t * 10_000 + i;
+                            let data = pattern_record(n, 20 + (n as usize * 13) % 700);
+                            (j.append(&data, (i + t) % 3 == 0).unwrap(), data)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut written: Vec<_> = handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap())
+            .collect();
+        j.sync().unwrap();
+        written.sort_by_key(|(l, _)| *l);
+        assert_eq!(all_records(&j), written, "{strategy:?}");
+        let stats = j.stats();
+        assert_eq!(stats.records, 6 * 1500);
+        assert!(stats.batches > 100, "{stats:?}");
+    }
+}

@@ -20,6 +20,7 @@
 //! ```java
 //! // dev.kahadb.Kahadb
 //! static native String nativeVersion();
+//! static native void raise0(int kind);          // tests of the error bridge only
 //! // dev.kahadb.Journal
 //! static native long open0(String dir, int maxFileLength, int maxBatchSize, int syncStrategy,
 //!                          long syncIntervalMillis, int preallocation);
@@ -186,6 +187,31 @@ pub extern "system" fn Java_dev_kahadb_Kahadb_nativeVersion<'local>(
     unowned_env
         .with_env(|env| -> JniResult<JString<'local>> {
             Ok(JString::from_str(env, env!("CARGO_PKG_VERSION"))?)
+        })
+        .resolve::<ThrowKahaDb>()
+}
+
+/// `static native void raise0(int kind)`: exercises the error bridge for the tests (it is
+/// package-private in Java). 0 returns normally, 1 fails with an `IO` error, 2 panics with a
+/// message, 3 panics with a non-string payload.
+#[no_mangle]
+pub extern "system" fn Java_dev_kahadb_Kahadb_raise0<'local>(
+    mut unowned_env: EnvUnowned<'local>,
+    _class: JClass<'local>,
+    kind: jint,
+) {
+    unowned_env
+        .with_env(|_env| -> JniResult<()> {
+            match kind {
+                0 => Ok(()),
+                1 => Err(err(ErrorCode::Io, "raise0: a simulated I/O error")),
+                2 => panic!("raise0: a simulated panic"),
+                3 => std::panic::panic_any(kind),
+                _ => Err(err(
+                    ErrorCode::InvalidArgument,
+                    format!("raise0: unknown kind {kind}"),
+                )),
+            }
         })
         .resolve::<ThrowKahaDb>()
 }

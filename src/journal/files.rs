@@ -1,9 +1,12 @@
 //! Data files on disk: names, listing, the directory lock, creation and preallocation.
 
+use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorCode, Result};
 
@@ -55,10 +58,36 @@ pub fn list_data_files(dir: &Path) -> Result<Vec<u32>> {
 #[derive(Debug)]
 pub struct DirLock {
     _file: File,
+    key: PathBuf,
 }
+
+/// Directories this process has open. Checked before the file lock: a second open from this
+/// process fails at once, and a file lock briefly held by a forked child (between its fork and
+/// exec the child shares our open file descriptions) is not mistaken for a real owner.
+static OPEN_DIRS: Mutex<BTreeSet<PathBuf>> = Mutex::new(BTreeSet::new());
+
+/// How long to retry a file lock held elsewhere before reporting the directory locked.
+const LOCK_PATIENCE: Duration = Duration::from_millis(1500);
 
 impl DirLock {
     pub fn acquire(dir: &Path) -> Result<DirLock> {
+        let key = dir
+            .canonicalize()
+            .map_err(|e| Error::io(format!("resolving {}", dir.display()), &e))?;
+        let locked = || {
+            Error::new(
+                ErrorCode::Locked,
+                format!(
+                    "journal directory {} is already open (locked by another journal or broker in this or another process)",
+                    dir.display()
+                ),
+            )
+        };
+        if !open_dirs().insert(key.clone()) {
+            return Err(locked());
+        }
+        // From here on, dropping `guard` (on any error) gives the directory back.
+        let guard = Registered(key);
         let path = dir.join(LOCK_FILE);
         let file = OpenOptions::new()
             .create(true)
@@ -67,32 +96,68 @@ impl DirLock {
             .write(true)
             .open(&path)
             .map_err(|e| Error::io(format!("opening lock file {}", path.display()), &e))?;
-        // An open-file-description lock over the whole file: it conflicts with the POSIX lock
-        // Java's FileChannel.tryLock takes (so stock KahaDB is kept out) and, unlike a classic
-        // POSIX lock, also with a second open of the directory from this same process.
-        // SAFETY: `libc::flock` is a plain C struct for which all-zero bytes are a valid value.
-        let mut fl: libc::flock = unsafe { std::mem::zeroed() };
-        fl.l_type = libc::F_WRLCK as libc::c_short;
-        fl.l_whence = libc::SEEK_SET as libc::c_short;
-        fl.l_start = 0;
-        fl.l_len = 0;
-        // SAFETY: fcntl gets a descriptor that `file` owns and keeps open for the call, and a
-        // pointer to `fl`, a live, initialised struct of the type F_OFD_SETLK expects.
-        let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
-        if rc != 0 {
-            let err = std::io::Error::last_os_error();
-            if matches!(err.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) {
-                return Err(Error::new(
-                    ErrorCode::Locked,
-                    format!(
-                        "journal directory {} is already open (locked by another journal or broker in this or another process)",
-                        dir.display()
-                    ),
-                ));
+        let started = Instant::now();
+        loop {
+            match try_lock(&file) {
+                Ok(()) => break,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => {
+                    if started.elapsed() >= LOCK_PATIENCE {
+                        return Err(locked());
+                    }
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(Error::io(format!("locking {}", path.display()), &e)),
             }
-            return Err(Error::io(format!("locking {}", path.display()), &err));
         }
-        Ok(DirLock { _file: file })
+        let key = guard.release();
+        Ok(DirLock { _file: file, key })
+    }
+}
+
+impl Drop for DirLock {
+    fn drop(&mut self) {
+        open_dirs().remove(&self.key);
+    }
+}
+
+struct Registered(PathBuf);
+
+impl Registered {
+    fn release(mut self) -> PathBuf {
+        let key = std::mem::take(&mut self.0);
+        std::mem::forget(self);
+        key
+    }
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        open_dirs().remove(&self.0);
+    }
+}
+
+fn open_dirs() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
+    // A set insert or remove cannot leave it inconsistent; take a poisoned lock over.
+    OPEN_DIRS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// An open-file-description write lock over the whole file: it conflicts with the POSIX lock
+/// Java's FileChannel.tryLock takes (so stock KahaDB is kept out) and, unlike a classic POSIX
+/// lock, also between two opens in one process. It goes away with the process.
+fn try_lock(file: &File) -> std::io::Result<()> {
+    // SAFETY: `libc::flock` is a plain C struct for which all-zero bytes are a valid value.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = 0;
+    fl.l_len = 0;
+    // SAFETY: fcntl gets a descriptor that `file` owns and keeps open for the call, and a
+    // pointer to `fl`, a live, initialised struct of the type F_OFD_SETLK expects.
+    let rc = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
     }
 }
 

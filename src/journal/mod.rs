@@ -17,7 +17,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use memmap2::Mmap;
 
@@ -171,10 +171,28 @@ impl JournalConfig {
     }
 }
 
-/// The outcome of one batch, shared with the callers waiting on it.
+/// Counters since the journal was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct JournalStats {
+    /// Records appended.
+    pub records: u64,
+    /// Batches written (each one positioned write).
+    pub batches: u64,
+    /// Bytes written in batches, control records included.
+    pub bytes: u64,
+    /// `fdatasync` calls.
+    pub syncs: u64,
+    /// Batches whose write or sync failed.
+    pub failed_batches: u64,
+}
+
+/// The outcome of one batch, shared with the callers waiting on it. Its condition variable
+/// (used with the state mutex) wakes exactly the callers of this batch: when it is written,
+/// synced or failed, and when the writer token frees up while it is next in line.
 #[derive(Default)]
 struct Outcome {
     failed: OnceLock<Error>,
+    cv: Condvar,
 }
 
 /// A batch being filled or waiting for the appender.
@@ -185,6 +203,7 @@ struct Batch {
     /// The control record (filled in by the appender), then the records.
     buf: Vec<u8>,
     sync: bool,
+    sync_records: u32,
     async_records: u32,
     outcome: Arc<Outcome>,
 }
@@ -228,6 +247,17 @@ struct State {
     /// The file the appender writes.
     active_file: u32,
     appender_idle: bool,
+    /// The writer token: set while a thread writes or syncs (see `writer`).
+    writing: bool,
+    stats: JournalStats,
+    /// Synchronous appends in progress (record queued, caller not yet returned).
+    sync_callers: u32,
+    /// Recent peak of `sync_callers`, decaying: how many writers a batch can expect.
+    sync_peak: u32,
+    /// A would-be leader is waiting for the open batch to fill.
+    leader_waiting: bool,
+    /// Moving average of the time one batch takes to write and sync, in microseconds.
+    batch_micros: u64,
     spare: Vec<Vec<u8>>,
 }
 
@@ -241,6 +271,8 @@ struct Inner {
     done: Condvar,
     maps: RwLock<HashMap<u32, Arc<Mmap>>>,
     report: RecoveryReport,
+    /// Only the holder of the writer token (`State::writing`) locks it.
+    writer: Mutex<writer::Writer>,
 }
 
 impl Inner {
@@ -249,6 +281,10 @@ impl Inner {
         // caller code run under the lock is guarded by catch_unwind), so a poisoned lock is
         // taken over rather than propagated.
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn writer(&self) -> MutexGuard<'_, writer::Writer> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn wait<'a>(&self, cv: &Condvar, guard: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
@@ -368,8 +404,20 @@ impl Journal {
             files: recovered.files.iter().copied().collect(),
             active_file: report.tail_file,
             appender_idle: false,
+            writing: false,
+            stats: JournalStats::default(),
+            sync_callers: 0,
+            sync_peak: 0,
+            leader_waiting: false,
+            batch_micros: 0,
             spare: Vec::new(),
         };
+        let w = writer::Writer::new(
+            dir.clone(),
+            config,
+            recovered.tail_file_handle,
+            tail.file_id,
+        );
         let inner = Arc::new(Inner {
             dir: dir.clone(),
             config,
@@ -378,11 +426,12 @@ impl Journal {
             done: Condvar::new(),
             maps: RwLock::new(HashMap::new()),
             report,
+            writer: Mutex::new(w),
         });
-        let w = writer::Writer::new(inner.clone(), recovered.tail_file_handle, tail.file_id);
+        let appender_inner = inner.clone();
         let handle = std::thread::Builder::new()
-            .name(format!("kahadb-appender-{}", dir.display()))
-            .spawn(move || w.run())
+            .name("kahadb-appender".into())
+            .spawn(move || writer::run_appender(&appender_inner))
             .map_err(|e| Error::io("starting the appender thread", &e))?;
         Ok(Journal {
             inner,
@@ -481,6 +530,7 @@ impl Journal {
                 offset: at.offset,
                 buf,
                 sync: false,
+                sync_records: 0,
                 async_records: 0,
                 outcome: Arc::new(Outcome::default()),
             });
@@ -517,32 +567,60 @@ impl Journal {
         let loc = Location::new(batch.file_id, batch.offset + start as u32, rec_size as u32);
         if sync {
             batch.sync = true;
+            batch.sync_records += 1;
         } else {
             batch.async_records += 1;
         }
+        let sync_records = batch.sync_records;
         let seq = batch.seq;
         let outcome = batch.outcome.clone();
         st.assign = Pos::new(batch.file_id, batch.end());
-        st.pending_bytes += rec_size;
-        if st.appender_idle {
-            st.appender_idle = false;
-            self.inner.work.notify_one();
+        if sync && st_leader_waits(sync_records, st.leader_waiting, st.sync_peak) {
+            outcome.cv.notify_all();
         }
+        st.pending_bytes += rec_size;
+        st.stats.records += 1;
         if !sync {
+            if st.appender_idle {
+                st.appender_idle = false;
+                self.inner.work.notify_one();
+            }
             return Ok(loc);
         }
         let needs_disk = self.inner.config.sync_strategy == SyncStrategy::Always;
-        loop {
+        st.sync_callers += 1;
+        let mut waiting_since = None;
+        let result = loop {
             if st.written_seq >= seq {
                 if let Some(e) = outcome.failed.get() {
-                    return Err(e.clone());
+                    break Err(e.clone());
                 }
                 if !needs_disk || st.durable_seq >= seq {
-                    return Ok(loc);
+                    break Ok(loc);
                 }
             }
-            st = self.inner.wait(&self.inner.done, st);
-        }
+            if !writer::can_lead(&st) {
+                st = self.inner.wait(&outcome.cv, st);
+                continue;
+            }
+            // Lead the write ourselves (no hand-off to another thread), unless other writers
+            // are about to join the open batch: then give them a moment (group commit).
+            let since = *waiting_since.get_or_insert_with(Instant::now);
+            match writer::group_delay(&st, since) {
+                Some(wait) => {
+                    st.leader_waiting = true;
+                    st = outcome
+                        .cv
+                        .wait_timeout(st, wait)
+                        .map(|(g, _)| g)
+                        .unwrap_or_else(|p| p.into_inner().0);
+                    st.leader_waiting = false;
+                }
+                None => st = writer::lead(&self.inner, st),
+            }
+        };
+        st.sync_callers -= 1;
+        result
     }
 
     /// Reads the payload of the record at `loc`.
@@ -731,6 +809,11 @@ impl Journal {
         self.inner.lock().files.iter().copied().collect()
     }
 
+    /// Counters since the journal was opened.
+    pub fn stats(&self) -> JournalStats {
+        self.inner.lock().stats
+    }
+
     /// The position just past the last written record (where the next batch goes).
     pub fn written_position(&self) -> Pos {
         self.inner.lock().written
@@ -752,6 +835,11 @@ impl Drop for Journal {
             log::error!("closing journal {}: {e}", self.inner.dir.display());
         }
     }
+}
+
+/// Whether a record just added completes the batch a waiting leader holds out for.
+fn st_leader_waits(sync_records: u32, leader_waiting: bool, peak: u32) -> bool {
+    leader_waiting && sync_records >= peak
 }
 
 fn invalid_location(loc: Location, why: &str) -> Error {

@@ -1,14 +1,20 @@
-//! The appender thread: turns queued batches into positioned writes and syncs (group commit).
+//! Writing batches: group commit with a rotating leader.
+//!
+//! Whoever holds the *writer token* (`State::writing`) takes the next queued batch, writes it
+//! with one positioned write and syncs it if needed, while the others fill the next batch. A
+//! caller of a synchronous append takes the token itself when it is free (no hand-off to another
+//! thread on the latency path); the appender thread takes it for batches nobody waits on, for
+//! `sync` requests, for periodic syncs and at close.
 //!
 //! Invariant: on disk, every data file is a run of valid batches followed by an EOF marker (or
 //! zeros). A batch whose write fails leaves a hole; before anything after it is written, the hole
-//! is filled with a padding batch, so the invariant holds again and no acknowledged record ever
-//! sits behind a break that a reader or recovery would stop at.
+//! is filled with a padding batch, so no acknowledged record ever sits behind a break that a
+//! reader or recovery would stop at.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -16,7 +22,7 @@ use crate::error::{Error, ErrorCode, Result};
 
 use super::files;
 use super::format::{self, BATCH_CONTROL_SIZE, EOF_RECORD};
-use super::{Batch, Inner, Pos, SyncStrategy};
+use super::{Batch, Inner, JournalConfig, Pos, State, SyncStrategy};
 
 /// A byte range of a data file whose batch failed to be written and still needs padding.
 #[derive(Debug, Clone, Copy)]
@@ -28,30 +34,28 @@ struct Hole {
 
 type Prealloc = JoinHandle<Result<(File, PathBuf)>>;
 
+/// The file being written and everything only the token holder touches.
 pub(super) struct Writer {
-    inner: Arc<Inner>,
+    dir: PathBuf,
+    config: JournalConfig,
     file_id: u32,
-    file: File,
-    path: PathBuf,
+    /// Shared so that a leader can `fdatasync` after handing the token on.
+    file: Arc<File>,
+    path: Arc<PathBuf>,
     unsynced: bool,
     last_sync: Instant,
     holes: Vec<Hole>,
     prealloc: Option<Prealloc>,
 }
 
-enum Job {
-    Write(Batch),
-    Sync(u64),
-    Exit,
-}
-
 impl Writer {
-    pub(super) fn new(inner: Arc<Inner>, file: File, file_id: u32) -> Writer {
-        let path = files::data_file_path(&inner.dir, file_id);
+    pub(super) fn new(dir: PathBuf, config: JournalConfig, file: File, file_id: u32) -> Writer {
+        let path = Arc::new(files::data_file_path(&dir, file_id));
         let mut w = Writer {
-            inner,
+            dir,
+            config,
             file_id,
-            file,
+            file: Arc::new(file),
             path,
             unsynced: false,
             last_sync: Instant::now(),
@@ -62,146 +66,19 @@ impl Writer {
         w
     }
 
-    fn periodic(&self) -> Option<Duration> {
-        match self.inner.config.sync_strategy {
-            SyncStrategy::Periodic(d) => Some(d),
-            _ => None,
-        }
-    }
-
-    pub(super) fn run(mut self) {
-        loop {
-            match self.next_job() {
-                Job::Write(batch) => self.write(batch),
-                Job::Sync(target) => self.sync_to(target),
-                Job::Exit => break,
-            }
-        }
-        self.shutdown();
-    }
-
-    fn next_job(&mut self) -> Job {
-        let inner = self.inner.clone();
-        let mut st = inner.lock();
-        loop {
-            if let Some(b) = st.queue.pop_front().or_else(|| st.open.take()) {
-                st.in_progress = Some((b.file_id, b.offset, b.end()));
-                return Job::Write(b);
-            }
-            if st.sync_request > st.durable_seq {
-                return Job::Sync(st.written_seq);
-            }
-            if st.closed {
-                return Job::Exit;
-            }
-            st.appender_idle = true;
-            match (self.periodic(), self.unsynced) {
-                (Some(interval), true) => {
-                    let due = self.last_sync + interval;
-                    let now = Instant::now();
-                    if now >= due {
-                        st.appender_idle = false;
-                        return Job::Sync(st.written_seq);
-                    }
-                    st = inner
-                        .work
-                        .wait_timeout(st, due - now)
-                        .map(|(g, _)| g)
-                        .unwrap_or_else(|p| p.into_inner().0);
-                }
-                _ => st = inner.wait(&inner.work, st),
-            }
-            st.appender_idle = false;
-        }
-    }
-
-    fn write(&mut self, mut batch: Batch) {
-        // Fill in the control record and the EOF marker.
-        {
-            let (control, payload) = batch.buf.split_at_mut(BATCH_CONTROL_SIZE);
-            format::write_control(control, payload);
-        }
-        let len = batch.buf.len();
-        batch.buf.extend_from_slice(&EOF_RECORD);
-        let mut result = self.write_at(batch.file_id, batch.offset, &batch.buf);
-        batch.buf.truncate(len);
-
-        let (sync_request, strategy) = {
-            let st = self.inner.lock();
-            (st.sync_request, self.inner.config.sync_strategy)
-        };
-        let mut synced = false;
-        if result.is_ok() {
-            self.unsynced = true;
-            let want = sync_request >= batch.seq
-                || match strategy {
-                    SyncStrategy::Always => batch.sync,
-                    SyncStrategy::Periodic(d) => self.last_sync.elapsed() >= d,
-                    SyncStrategy::Never => false,
-                };
-            if want {
-                result = self.datasync();
-                synced = result.is_ok();
-            }
-        }
-        if let Err(e) = &result {
-            log::error!(
-                "journal {}: write of batch at db-{}.log:{} ({} bytes) failed: {e}",
-                self.inner.dir.display(),
-                batch.file_id,
-                batch.offset,
-                len
-            );
-            self.add_hole(batch.file_id, batch.offset, batch.end());
-        }
-
-        let mut st = self.inner.lock();
-        st.in_progress = None;
-        st.written_seq = batch.seq;
-        let end = Pos::new(batch.file_id, batch.end());
-        if end > st.written {
-            st.written = end;
-        }
-        if synced {
-            st.durable_seq = batch.seq;
-        }
-        if let Err(e) = result {
-            if batch.async_records > 0 && st.lost_async.is_none() {
-                st.lost_async = Some(Error::new(
-                    e.code(),
-                    format!(
-                        "{} asynchronous append(s) at db-{}.log:{} were lost: {}",
-                        batch.async_records,
-                        batch.file_id,
-                        batch.offset,
-                        e.message()
-                    ),
-                ));
-            }
-            let _ = batch.outcome.failed.set(e);
-        }
-        st.pending_bytes -= len;
-        if st.spare.len() < 2
-            && batch.buf.capacity() <= 2 * self.inner.config.max_batch_size as usize
-        {
-            st.spare.push(std::mem::take(&mut batch.buf));
-        }
-        self.inner.done.notify_all();
-    }
-
     /// Writes `bytes` at `offset` of data file `file_id`: pads earlier holes first, rotates to
     /// the file if it is the next one.
-    fn write_at(&mut self, file_id: u32, offset: u32, bytes: &[u8]) -> Result<()> {
-        self.pad_holes(self.file_id)?;
+    fn write_at(&mut self, inner: &Inner, file_id: u32, offset: u32, bytes: &[u8]) -> Result<()> {
+        self.pad_holes()?;
         while self.file_id < file_id {
-            self.rotate()?;
-            self.pad_holes(self.file_id)?;
+            self.rotate(inner)?;
+            self.pad_holes()?;
         }
         if file_id != self.file_id {
             return Err(Error::new(
                 ErrorCode::Internal,
                 format!(
-                    "batch for data file {file_id} reached the appender while it writes {}",
+                    "batch for data file {file_id} reached the writer while it writes {}",
                     self.file_id
                 ),
             ));
@@ -230,10 +107,10 @@ impl Writer {
         });
     }
 
-    /// Fills the holes in `file_id` with padding batches.
-    fn pad_holes(&mut self, file_id: u32) -> Result<()> {
+    /// Fills the holes in the current file with padding batches.
+    fn pad_holes(&mut self) -> Result<()> {
         while let Some(h) = self.holes.first().copied() {
-            if h.file_id != file_id || file_id != self.file_id {
+            if h.file_id != self.file_id {
                 return Ok(());
             }
             let mut pad = format::padding_batch((h.end - h.start) as usize);
@@ -250,7 +127,7 @@ impl Writer {
             self.holes.remove(0);
             log::info!(
                 "journal {}: padded the failed write at db-{}.log:{}..{}",
-                self.inner.dir.display(),
+                self.dir.display(),
                 h.file_id,
                 h.start,
                 h.end
@@ -259,8 +136,8 @@ impl Writer {
         Ok(())
     }
 
-    /// Seals the current file and moves to the next one.
-    fn rotate(&mut self) -> Result<()> {
+    /// Seals the current file (synced) and moves to the next one.
+    fn rotate(&mut self, inner: &Inner) -> Result<()> {
         if self.unsynced {
             self.datasync()?;
         }
@@ -268,34 +145,30 @@ impl Writer {
         let ready = match self.prealloc.take().map(|h| h.join()) {
             Some(Ok(Ok(f))) => Some(f),
             Some(Ok(Err(e))) => {
-                log::warn!(
-                    "journal {}: preallocation failed: {e}",
-                    self.inner.dir.display()
-                );
+                log::warn!("journal {}: preallocation failed: {e}", self.dir.display());
                 None
             }
-            Some(Err(_)) => None,
-            None => None,
+            Some(Err(_)) | None => None,
         };
         let (file, tmp) = match ready {
             Some(f) => f,
             None => files::create_preallocated(
-                &self.inner.dir,
+                &self.dir,
                 files::PREALLOC_FILE,
-                self.inner.config.max_file_length,
-                self.inner.config.preallocation,
+                self.config.max_file_length,
+                self.config.preallocation,
             )?,
         };
-        let path = files::data_file_path(&self.inner.dir, next);
+        let path = files::data_file_path(&self.dir, next);
         std::fs::rename(&tmp, &path)
             .map_err(|e| Error::io(format!("renaming {} into place", path.display()), &e))?;
-        files::sync_dir(&self.inner.dir)?;
-        self.file = file;
+        files::sync_dir(&self.dir)?;
+        self.file = Arc::new(file);
         self.file_id = next;
-        self.path = path;
+        self.path = Arc::new(path);
         self.unsynced = false;
         {
-            let mut st = self.inner.lock();
+            let mut st = inner.lock();
             st.files.insert(next);
             st.active_file = next;
         }
@@ -304,9 +177,9 @@ impl Writer {
     }
 
     fn start_prealloc(&mut self) {
-        let dir = self.inner.dir.clone();
-        let len = self.inner.config.max_file_length;
-        let how = self.inner.config.preallocation;
+        let dir = self.dir.clone();
+        let len = self.config.max_file_length;
+        let how = self.config.preallocation;
         self.prealloc = std::thread::Builder::new()
             .name("kahadb-prealloc".into())
             .spawn(move || files::create_preallocated(&dir, files::PREALLOC_FILE, len, how))
@@ -320,52 +193,287 @@ impl Writer {
         Ok(())
     }
 
-    fn sync_to(&mut self, target: u64) {
-        let result = if self.unsynced {
+    /// Pads what can be padded, syncs, and drops the preallocated file.
+    fn shutdown(&mut self) -> Result<()> {
+        let padded = self.pad_holes();
+        let synced = if self.unsynced {
             self.datasync()
         } else {
             Ok(())
         };
-        let mut st = self.inner.lock();
-        match result {
-            Ok(()) => {
-                // Nothing newer than `target` was written in between: this thread is the only
-                // writer.
-                if target > st.durable_seq {
-                    st.durable_seq = target;
-                }
-            }
-            Err(e) => {
-                st.sync_error_gen += 1;
-                st.sync_error = Some(e);
-                st.sync_request = st.durable_seq;
-            }
-        }
-        self.inner.done.notify_all();
-    }
-
-    fn shutdown(&mut self) {
-        if let Err(e) = self.pad_holes(self.file_id) {
-            log::error!("journal {}: {e}", self.inner.dir.display());
-        }
-        if self.unsynced {
-            if let Err(e) = self.datasync() {
-                log::error!(
-                    "journal {}: final sync failed: {e}",
-                    self.inner.dir.display()
-                );
-                let mut st = self.inner.lock();
-                if st.lost_async.is_none() {
-                    st.lost_async = Some(e);
-                }
-            }
-        }
         if let Some(h) = self.prealloc.take() {
             let _ = h.join();
         }
-        let _ = std::fs::remove_file(self.inner.dir.join(files::PREALLOC_FILE));
-        let mut st = self.inner.lock();
-        st.durable_seq = st.written_seq;
-        self.inner.done.notify_all();
+        let _ = std::fs::remove_file(self.dir.join(files::PREALLOC_FILE));
+        padded.and(synced)
     }
+}
+
+/// Whether the next queued batch can be taken: there is one and nobody holds the token.
+pub(super) fn can_lead(st: &State) -> bool {
+    !st.writing && (!st.queue.is_empty() || st.open.is_some())
+}
+
+/// Called whenever the writer token is given back: wakes the callers of the first queued batch
+/// that synchronous callers wait on, so that one of them leads the next write.
+fn token_released(st: &State) {
+    if let Some(b) = st
+        .queue
+        .iter()
+        .chain(st.open.iter())
+        .find(|b| b.sync_records > 0)
+    {
+        b.outcome.cv.notify_all();
+    }
+}
+
+/// Whether a synchronous caller is waiting on a queued batch: it will lead the writes (with the
+/// group-commit delay), so the appender thread keeps out of the way.
+fn sync_caller_will_lead(st: &State) -> bool {
+    st.queue
+        .iter()
+        .chain(st.open.iter())
+        .any(|b| b.sync_records > 0)
+}
+
+/// Longest a would-be leader holds the open batch back for other writers to join it.
+const MAX_GROUP_DELAY: Duration = Duration::from_micros(200);
+
+/// How much longer a synchronous caller that could lead should let the open batch fill:
+/// `None` to lead now. It waits only while the batch holds fewer synchronous records than the
+/// number of writers recently seen at once, and at most half a batch's write time (capped), so
+/// a lone writer never waits and a crowd shares one write and one sync.
+pub(super) fn group_delay(st: &State, since: Instant) -> Option<Duration> {
+    if !st.queue.is_empty() {
+        return None; // a closed batch is ready
+    }
+    let open = st.open.as_ref()?;
+    if open.sync_records >= st.sync_peak.max(1) {
+        return None;
+    }
+    let budget = Duration::from_micros(st.batch_micros / 2).min(MAX_GROUP_DELAY);
+    let waited = since.elapsed();
+    (waited < budget).then(|| budget - waited)
+}
+
+/// Takes the writer token and writes the next queued batch (`can_lead` must hold). Returns
+/// with the state locked again and the token released.
+pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    let mut batch = match st.queue.pop_front().or_else(|| st.open.take()) {
+        Some(b) => b,
+        None => return st,
+    };
+    st.writing = true;
+    st.in_progress = Some((batch.file_id, batch.offset, batch.end()));
+    let sync_request = st.sync_request;
+    // Writers seen at once, decaying slowly so one quiet moment does not reset it.
+    st.sync_peak = st.sync_callers.max(st.sync_peak - st.sync_peak / 8);
+    drop(st);
+    let started = Instant::now();
+
+    // Fill in the control record and the EOF marker.
+    {
+        let (control, payload) = batch.buf.split_at_mut(BATCH_CONTROL_SIZE);
+        format::write_control(control, payload);
+    }
+    let len = batch.buf.len();
+    batch.buf.extend_from_slice(&EOF_RECORD);
+    let mut w = inner.writer();
+    let result = w.write_at(inner, batch.file_id, batch.offset, &batch.buf);
+    batch.buf.truncate(len);
+    let mut sync_file = None;
+    match &result {
+        Ok(()) => {
+            w.unsynced = true;
+            let want = sync_request >= batch.seq
+                || match inner.config.sync_strategy {
+                    SyncStrategy::Always => batch.sync,
+                    SyncStrategy::Periodic(d) => w.last_sync.elapsed() >= d,
+                    SyncStrategy::Never => false,
+                };
+            if want {
+                w.last_sync = Instant::now();
+                sync_file = Some((w.file.clone(), w.path.clone()));
+            }
+        }
+        Err(e) => {
+            log::error!(
+                "journal {}: write of batch at db-{}.log:{} ({} bytes) failed: {e}",
+                inner.dir.display(),
+                batch.file_id,
+                batch.offset,
+                len
+            );
+            w.add_hole(batch.file_id, batch.offset, batch.end());
+        }
+    }
+    drop(w);
+
+    // Publish the write and hand the token on: the next leader writes its batch while this one
+    // syncs, so two syncs can be in flight at once.
+    let took = started.elapsed().as_micros() as u64;
+    let mut st = inner.lock();
+    st.writing = false;
+    st.in_progress = None;
+    st.written_seq = batch.seq;
+    let end = Pos::new(batch.file_id, batch.end());
+    if end > st.written {
+        st.written = end;
+    }
+    st.stats.batches += 1;
+    st.stats.bytes += len as u64;
+    if let Err(e) = result {
+        st.stats.failed_batches += 1;
+        note_lost_async(&mut st, &batch, &e);
+        let _ = batch.outcome.failed.set(e);
+    }
+    st.pending_bytes -= len;
+    inner.done.notify_all();
+    batch.outcome.cv.notify_all();
+    token_released(&st);
+
+    if let Some((file, path)) = sync_file {
+        drop(st);
+        let synced = files::datasync(&file, &path);
+        st = inner.lock();
+        st.stats.syncs += 1;
+        match synced {
+            // Every batch up to this one was written before this sync began.
+            Ok(()) => st.durable_seq = st.durable_seq.max(batch.seq),
+            Err(e) => {
+                // The data was written but may not be on disk: its synchronous appends fail
+                // (unless a later sync, which covers it too, already succeeded).
+                log::error!("journal {}: {e}", inner.dir.display());
+                st.stats.failed_batches += 1;
+                note_lost_async(&mut st, &batch, &e);
+                let _ = batch.outcome.failed.set(e);
+            }
+        }
+        inner.done.notify_all();
+        batch.outcome.cv.notify_all();
+    }
+    let took = took.max(started.elapsed().as_micros() as u64);
+    st.batch_micros = (st.batch_micros * 7 + took) / 8;
+    if st.spare.len() < 2 && batch.buf.capacity() <= 2 * inner.config.max_batch_size as usize {
+        st.spare.push(std::mem::take(&mut batch.buf));
+    }
+    // Batches nobody waits on are the appender's job.
+    if can_lead(&st) && !sync_caller_will_lead(&st) && st.appender_idle {
+        st.appender_idle = false;
+        inner.work.notify_one();
+    }
+    st
+}
+
+fn note_lost_async(st: &mut State, batch: &Batch, e: &Error) {
+    if batch.async_records > 0 && st.lost_async.is_none() {
+        st.lost_async = Some(Error::new(
+            e.code(),
+            format!(
+                "{} asynchronous append(s) at db-{}.log:{} may be lost: {}",
+                batch.async_records,
+                batch.file_id,
+                batch.offset,
+                e.message()
+            ),
+        ));
+    }
+}
+
+/// The appender thread: writes batches nobody leads, serves `sync` requests and periodic
+/// syncs, and shuts the writer down at close.
+pub(super) fn run_appender(inner: &Inner) {
+    let periodic = match inner.config.sync_strategy {
+        SyncStrategy::Periodic(d) => Some(d),
+        _ => None,
+    };
+    let mut st = inner.lock();
+    loop {
+        if can_lead(&st) && (st.closed || !sync_caller_will_lead(&st)) {
+            st = lead(inner, st);
+            continue;
+        }
+        if !st.writing && st.sync_request > st.durable_seq {
+            st = sync_all(inner, st);
+            continue;
+        }
+        if st.closed && !st.writing && st.queue.is_empty() && st.open.is_none() {
+            break;
+        }
+        st.appender_idle = true;
+        let due = if st.writing {
+            None
+        } else {
+            periodic.and_then(|d| sync_due(inner, d))
+        };
+        st = match due {
+            Some(wait) if wait.is_zero() => {
+                st.appender_idle = false;
+                st = sync_all(inner, st);
+                continue;
+            }
+            Some(wait) => inner
+                .work
+                .wait_timeout(st, wait)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|p| p.into_inner().0),
+            None => inner.wait(&inner.work, st),
+        };
+        st.appender_idle = false;
+    }
+    st.writing = true;
+    drop(st);
+    let result = inner.writer().shutdown();
+    let mut st = inner.lock();
+    st.writing = false;
+    token_released(&st);
+    if let Err(e) = result {
+        log::error!("journal {}: closing: {e}", inner.dir.display());
+        if st.lost_async.is_none() {
+            st.lost_async = Some(e);
+        }
+    }
+    st.durable_seq = st.written_seq;
+    inner.done.notify_all();
+}
+
+/// How long until a periodic sync is due, if there is unsynced data.
+fn sync_due(inner: &Inner, interval: Duration) -> Option<Duration> {
+    // Called without the token, so nobody holds the writer lock; try_lock keeps that from ever
+    // turning into a lock-order problem (state, then writer) if it were not so.
+    let w = inner.writer.try_lock().ok()?;
+    w.unsynced
+        .then(|| interval.saturating_sub(w.last_sync.elapsed()))
+}
+
+/// Syncs everything written so far (token taken while syncing).
+fn sync_all<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> MutexGuard<'a, State> {
+    let target = st.written_seq;
+    st.writing = true;
+    drop(st);
+    let result = {
+        let mut w = inner.writer();
+        if w.unsynced {
+            w.datasync()
+        } else {
+            Ok(())
+        }
+    };
+    let mut st = inner.lock();
+    st.writing = false;
+    token_released(&st);
+    match result {
+        // Nothing newer than `target` was written meanwhile: the token excluded other writers.
+        Ok(()) => {
+            st.durable_seq = st.durable_seq.max(target);
+            st.stats.syncs += 1;
+        }
+        Err(e) => {
+            st.sync_error_gen += 1;
+            st.sync_error = Some(e);
+            st.sync_request = st.durable_seq;
+        }
+    }
+    inner.done.notify_all();
+    st
 }
