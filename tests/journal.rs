@@ -61,6 +61,17 @@ fn append_read_iterate_and_reopen() {
     assert!(c.next_record().unwrap().is_none());
     let loc = j.append(b"late", true).unwrap();
     assert_eq!(c.next_record().unwrap(), Some((loc, b"late".to_vec())));
+    // Asynchronous appends are seen at once too.
+    let queued: Vec<_> = (0..200u64)
+        .map(|n| {
+            (
+                j.append(&pattern_record(n, 50), false).unwrap(),
+                pattern_record(n, 50),
+            )
+        })
+        .collect();
+    let seen: Vec<_> = std::iter::from_fn(|| c.next_record().unwrap()).collect();
+    assert_eq!(seen, queued);
 }
 
 #[test]
@@ -104,7 +115,7 @@ fn misuse_gives_clear_errors() {
     );
     assert_eq!(
         j.remove_data_files(&[999]).unwrap_err().code(),
-        ErrorCode::IllegalState
+        ErrorCode::NotFound
     );
     j.remove_data_files(&[removable]).unwrap();
     assert_eq!(j.read(loc).unwrap_err().code(), ErrorCode::NotFound);

@@ -41,8 +41,8 @@ impl Cursor {
         &self.skipped
     }
 
-    /// The next record, or `None` at the current end of the journal (poll again later for
-    /// records written since).
+    /// The next record, or `None` at the end of the journal (poll again later for records
+    /// appended since). Every record appended before the call is seen, written or queued.
     pub fn next_record(&mut self) -> Result<Option<(Location, Vec<u8>)>> {
         loop {
             if let Some(r) = self.ready.pop_front() {
@@ -58,9 +58,21 @@ impl Cursor {
     fn load_batch(&mut self) -> Result<bool> {
         loop {
             let (written, file) = {
-                let st = self.inner.lock();
+                let mut st = self.inner.lock();
                 if st.closed {
                     return Err(self.inner.closed_error());
+                }
+                // At the end of what is written while more is queued: have it written, so a
+                // cursor sees every record appended before the call, like a read does.
+                if self.pos >= st.written && st.assign > st.written {
+                    let target = st.assign;
+                    if st.appender_idle {
+                        st.appender_idle = false;
+                        self.inner.work.notify_one();
+                    }
+                    while st.written < target && !st.closed {
+                        st = self.inner.wait(&self.inner.done, st);
+                    }
                 }
                 // The first existing file at or after the position.
                 let file = st.files.range(self.pos.file_id..).next().copied();

@@ -771,6 +771,12 @@ impl Journal {
         }
         let min_live = st.active_file.min(st.written.file_id);
         for id in ids {
+            if *id > st.active_file.max(st.written.file_id) {
+                return Err(Error::new(
+                    ErrorCode::NotFound,
+                    format!("data file {id} does not exist"),
+                ));
+            }
             if *id >= min_live {
                 return Err(Error::new(
                     ErrorCode::IllegalState,

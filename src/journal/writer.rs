@@ -357,8 +357,8 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
     if st.spare.len() < 2 && batch.buf.capacity() <= 2 * inner.config.max_batch_size as usize {
         st.spare.push(std::mem::take(&mut batch.buf));
     }
-    // Batches nobody waits on are the appender's job.
-    if can_lead(&st) && !sync_caller_will_lead(&st) && st.appender_idle {
+    // Batches nobody waits on are the appender's job, and so is finishing a close.
+    if st.appender_idle && (st.closed || (can_lead(&st) && !sync_caller_will_lead(&st))) {
         st.appender_idle = false;
         inner.work.notify_one();
     }

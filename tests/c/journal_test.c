@@ -142,10 +142,13 @@ static void test_happy_path(const char *dir) {
     }
 
     /* Removing old data files; the active one is refused. */
-    uint32_t old = 1, active = 1000;
+    uint32_t old = 1, active = 0, missing = 1000;
+    EXPECT_RC(kahadb_journal_append(j, buf, 10, true, &loc), KAHADB_OK);
+    active = loc.file_id;
     EXPECT_RC(kahadb_journal_remove_data_files(j, &old, 1), KAHADB_OK);
     EXPECT_RC(kahadb_journal_read(j, locs[0], &data, &len), KAHADB_ERR_NOT_FOUND);
     EXPECT_RC(kahadb_journal_remove_data_files(j, &active, 1), KAHADB_ERR_ILLEGAL_STATE);
+    EXPECT_RC(kahadb_journal_remove_data_files(j, &missing, 1), KAHADB_ERR_NOT_FOUND);
     EXPECT_RC(kahadb_journal_remove_data_files(j, NULL, 1), KAHADB_ERR_NULL_ARGUMENT);
     EXPECT_RC(kahadb_journal_remove_data_files(j, NULL, 0), KAHADB_OK);
 
