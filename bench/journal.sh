@@ -22,20 +22,29 @@ CP="$ROOT/java/target/classes:$ROOT/java/target/test-classes:$(cat "$ROOT/target
 JAVA_OPTS=(-Xms512m -Xmx512m -XX:+UseG1GC -Dorg.slf4j.simpleLogger.defaultLogLevel=warn)
 
 records_for() { [[ $1 == async1 ]] && echo "$ASYNC_RECORDS" || echo "$SYNC_RECORDS"; }
+# Each measurement starts with nothing dirty in the page cache (the previous one's writeback
+# would otherwise land on the next one's clock), and with clean caches where that is allowed.
+settle() { sync; if [[ -w /proc/sys/vm/drop_caches ]]; then echo 1 >/proc/sys/vm/drop_caches; fi; }
 
 for run in $(seq 1 "$RUNS"); do
   echo "bench-journal: run $run of $RUNS"
   for case in sync1 sync8 async1; do
     n=$(records_for $case)
-    cargo bench -q --bench journal_bench -- --case $case --records "$n" --dir "$SCRATCH/rust" 2>/dev/null >>"$RAW"
+    for prealloc in zeros sparse; do
+      settle
+      cargo bench -q --bench journal_bench -- --case $case --records "$n" --prealloc $prealloc \
+        --dir "$SCRATCH/rust" 2>/dev/null >>"$RAW"
+    done
     for impl in kahadb activemq; do
       rm -rf "$SCRATCH/java"
+      settle
       java "${JAVA_OPTS[@]}" -cp "$CP" dev.kahadb.bench.JournalBench \
         --impl $impl --case $case --records "$n" --size 1024 --dir "$SCRATCH/java" >>"$RAW"
     done
   done
   # The disk's own limit: 4 KiB writes, each followed by fdatasync, overwriting a laid-out file.
   rm -f "$SCRATCH/fio.dat"
+  settle
   fio --name=fdatasync --filename="$SCRATCH/fio.dat" --size=64m --bs=4k --rw=write \
       --ioengine=sync --fdatasync=1 --overwrite=1 --numjobs=1 --time_based --runtime=5 \
       --output-format=json 2>/dev/null \

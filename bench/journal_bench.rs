@@ -1,6 +1,7 @@
 //! Journal append benchmark, Rust side (the Java side is `dev.kahadb.bench.JournalBench`).
 //!
-//! `cargo bench --bench journal_bench -- --case sync1|sync8|async1 --records N --size BYTES --dir DIR`
+//! `cargo bench --bench journal_bench -- --case sync1|sync8|async1 --records N --size BYTES --dir DIR
+//! [--prealloc zeros|sparse|none]`
 //! prints one JSON line: {"impl":"kahadb-rust","case":..,"ops_per_sec":..,"p50_us":..,"p99_us":..}
 //! `bench/journal.sh` runs it next to the Java drivers and fio and writes bench/results/.
 
@@ -8,13 +9,14 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use kahadb::journal::{Journal, JournalConfig};
+use kahadb::journal::{Journal, JournalConfig, Preallocation};
 
 struct Args {
     case: String,
     records: usize,
     size: usize,
     dir: PathBuf,
+    prealloc: Preallocation,
 }
 
 fn parse() -> Result<Args, String> {
@@ -23,6 +25,7 @@ fn parse() -> Result<Args, String> {
         records: 20_000,
         size: 1024,
         dir: PathBuf::from("target/bench-journal"),
+        prealloc: Preallocation::Zeros,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -32,6 +35,14 @@ fn parse() -> Result<Args, String> {
             "--records" => a.records = v()?.parse().map_err(|e| format!("--records: {e}"))?,
             "--size" => a.size = v()?.parse().map_err(|e| format!("--size: {e}"))?,
             "--dir" => a.dir = PathBuf::from(v()?),
+            "--prealloc" => {
+                a.prealloc = match v()?.as_str() {
+                    "zeros" => Preallocation::Zeros,
+                    "sparse" => Preallocation::Sparse,
+                    "none" => Preallocation::None,
+                    other => return Err(format!("--prealloc: unknown strategy {other}")),
+                }
+            }
             "--bench" => {}
             other => return Err(format!("unknown argument {other}")),
         }
@@ -56,7 +67,11 @@ fn main() {
         }
     };
     let _ = std::fs::remove_dir_all(&args.dir);
-    let journal = match Journal::open(&args.dir, JournalConfig::default()) {
+    let config = JournalConfig {
+        preallocation: args.prealloc,
+        ..JournalConfig::default()
+    };
+    let journal = match Journal::open(&args.dir, config) {
         Ok(j) => Arc::new(j),
         Err(e) => {
             eprintln!("journal bench: {e}");
@@ -127,12 +142,24 @@ fn main() {
     let _ = journal.close();
     latencies.sort_by(f64::total_cmp);
     let total = per_writer * writers;
+    let impl_name = match args.prealloc {
+        Preallocation::Zeros => "kahadb-rust",
+        Preallocation::Sparse => "kahadb-rust-sparse",
+        Preallocation::None => "kahadb-rust-noprealloc",
+    };
+    let pct = |p: f64| {
+        if sync {
+            format!("{:.1}", percentile(&latencies, p))
+        } else {
+            "null".to_string()
+        }
+    };
     println!(
-        "{{\"impl\":\"kahadb-rust\",\"case\":\"{}\",\"ops_per_sec\":{:.1},\"p50_us\":{:.1},\"p99_us\":{:.1},\"records\":{}}}",
+        "{{\"impl\":\"{impl_name}\",\"case\":\"{}\",\"ops_per_sec\":{:.1},\"p50_us\":{},\"p99_us\":{},\"records\":{}}}",
         args.case,
         total as f64 / elapsed,
-        percentile(&latencies, 0.50),
-        percentile(&latencies, 0.99),
+        pct(0.50),
+        pct(0.99),
         total
     );
     let _ = std::fs::remove_dir_all(&args.dir);

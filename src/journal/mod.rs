@@ -632,14 +632,12 @@ impl Journal {
 
     /// Reads the payload of the record at `loc` into `out` (replacing its contents).
     pub fn read_into(&self, loc: Location, out: &mut Vec<u8>) -> Result<()> {
-        let cfg = &self.inner.config;
         if loc.size as usize <= RECORD_HEAD
             || loc.file_id == 0
             || u64::from(loc.offset) + u64::from(loc.size) > i32::MAX as u64
         {
             return Err(invalid_location(loc, "malformed location"));
         }
-        let _ = cfg;
         {
             let mut st = self.inner.lock();
             loop {
