@@ -592,3 +592,25 @@ fn mixed_sync_and_async_writers_with_tiny_batches_and_files() {
         assert!(stats.batches > 100, "{stats:?}");
     }
 }
+
+#[test]
+fn empty_and_zeroed_sealed_files_are_skipped() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut recs = Vec::new();
+    {
+        let j = Journal::open(dir.path(), small()).unwrap();
+        for n in 0..150u64 {
+            let d = pattern_record(n, 1000);
+            recs.push((j.append(&d, true).unwrap(), d));
+        }
+        j.close().unwrap();
+    }
+    let ids: Vec<u32> = recs.iter().map(|(l, _)| l.file_id).collect();
+    assert!(*ids.last().unwrap() >= 3);
+    // Empty db-2.log (as a crash during KahaDB's file creation leaves it), all-zero db-1.log.
+    fs::write(file(dir.path(), 2), b"").unwrap();
+    fs::write(file(dir.path(), 1), vec![0u8; 64 * 1024]).unwrap();
+    let j = Journal::open(dir.path(), small()).unwrap();
+    let want: Vec<_> = recs.into_iter().filter(|(l, _)| l.file_id > 2).collect();
+    assert_eq!(all_records(&j), want);
+}

@@ -3,7 +3,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::error::Result;
+use crate::error::{ErrorCode, Result};
 
 use super::format::{check_batch, find_next_valid_batch, records, BatchAt, BATCH_CONTROL_SIZE};
 use super::format::{RECORD_HEAD, USER_RECORD_TYPE};
@@ -101,8 +101,13 @@ impl Cursor {
             };
             let map = match map {
                 Ok(m) => m,
-                Err(e) if e.code() == crate::error::ErrorCode::NotFound => {
+                Err(e) if e.code() == ErrorCode::NotFound => {
                     // Removed meanwhile: go on with the next file.
+                    self.pos = Pos::new(file_id + 1, 0);
+                    continue;
+                }
+                Err(e) if e.code() == ErrorCode::InvalidLocation && limit == usize::MAX => {
+                    // An empty sealed file (KahaDB leaves one after a failed creation).
                     self.pos = Pos::new(file_id + 1, 0);
                     continue;
                 }
