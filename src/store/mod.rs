@@ -1,0 +1,9 @@
+//! The message store: what KahaDB keeps in its journal on top of the raw records of
+//! [`crate::journal`].
+//!
+//! Every user record that ActiveMQ's `MessageDatabase` appends to the journal is one
+//! *journal command*: a single `KahaEntryType` byte followed by the command's protobuf message
+//! (`journal-data.proto` of `activemq-kahadb-store`), framed with a varint length prefix.
+//! [`codec`] reads and writes those records byte for byte as ActiveMQ Classic 6.3.1 does.
+
+pub mod codec;
