@@ -4,6 +4,9 @@
 //! Every user record that ActiveMQ's `MessageDatabase` appends to the journal is one
 //! *journal command*: a single `KahaEntryType` byte followed by the command's protobuf message
 //! (`journal-data.proto` of `activemq-kahadb-store`), framed with a varint length prefix.
-//! [`codec`] reads and writes those records byte for byte as ActiveMQ Classic 6.3.1 does.
+//! [`codec`] reads and writes those records byte for byte as ActiveMQ Classic 6.3.1 does;
+//! [`state`] is the index those records describe, rebuilt by replaying them with KahaDB's
+//! semantics. (Checkpoints, GC, the live path and the broker adapter follow: `docs/STORE.md`.)
 
 pub mod codec;
+pub mod state;

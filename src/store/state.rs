@@ -1,0 +1,466 @@
+//! The store's index as a pure state machine: destinations, their messages in sequence order,
+//! durable subscriptions with what each still has to consume, and transactions, rebuilt by
+//! applying journal commands in order with KahaDB's replay semantics (`docs/STORE.md` §2.3).
+//!
+//! One `apply` serves recovery (replaying the journal after a checkpoint) and, later, the live
+//! path and replication followers, so that all of them agree on what a record means.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use crate::error::Result;
+use crate::journal::{Journal, Location};
+
+use super::codec::{
+    DestinationType, JournalCommand, KahaAddMessageCommand, KahaDestination, KahaTransactionInfo,
+};
+
+/// A destination: its type and physical name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct DestKey {
+    pub kind: i32,
+    pub name: String,
+}
+
+impl DestKey {
+    pub fn new(kind: DestinationType, name: impl Into<String>) -> DestKey {
+        DestKey {
+            kind: kind.as_i32(),
+            name: name.into(),
+        }
+    }
+
+    fn of(d: &KahaDestination) -> DestKey {
+        DestKey {
+            kind: d.dest_type_or_default().as_i32(),
+            name: d.name.clone().unwrap_or_default(),
+        }
+    }
+
+    pub fn is_topic(&self) -> bool {
+        DestinationType::from_i32(self.kind).is_topic()
+    }
+}
+
+/// A transaction, local or XA, as the journal names it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TxKey {
+    Local {
+        connection: String,
+        id: i64,
+    },
+    Xa {
+        format: i32,
+        global: Vec<u8>,
+        branch: Vec<u8>,
+    },
+}
+
+impl TxKey {
+    fn of(info: &KahaTransactionInfo) -> Option<TxKey> {
+        if let Some(l) = &info.local_transaction_id {
+            return Some(TxKey::Local {
+                connection: l.connection_id.clone().unwrap_or_default(),
+                id: l.transaction_id.unwrap_or_default(),
+            });
+        }
+        info.xa_transaction_id.as_ref().map(|x| TxKey::Xa {
+            format: x.format_id.unwrap_or_default(),
+            global: x.global_transaction_id.clone().unwrap_or_default(),
+            branch: x.branch_qualifier.clone().unwrap_or_default(),
+        })
+    }
+
+    pub fn is_xa(&self) -> bool {
+        matches!(self, TxKey::Xa { .. })
+    }
+}
+
+/// A stored message: where its add record is, and what the index needs about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredMessage {
+    pub message_id: String,
+    pub location: Location,
+    /// The effective priority (KahaDB's default 4 unless priority support was on).
+    pub priority: u8,
+    /// Size of the message body (OpenWire bytes).
+    pub size: u32,
+    /// Topics: how many subscriptions still have to consume it.
+    pub refs: u32,
+}
+
+/// A durable subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// The broker's `SubscriptionInfo`, OpenWire bytes, as stored.
+    pub info: Vec<u8>,
+    pub retroactive: bool,
+    pub location: Location,
+    /// Sequences of the messages this subscription still has to consume.
+    pub pending: BTreeSet<u64>,
+}
+
+/// One destination's index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Destination {
+    next_seq: u64,
+    messages: BTreeMap<u64, StoredMessage>,
+    by_id: HashMap<String, u64>,
+    subscriptions: BTreeMap<String, Subscription>,
+    bytes: u64,
+}
+
+impl Destination {
+    /// Stored messages in sequence order.
+    pub fn messages(&self) -> impl Iterator<Item = (u64, &StoredMessage)> {
+        self.messages.iter().map(|(s, m)| (*s, m))
+    }
+
+    pub fn message_count(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Total body bytes of the stored messages.
+    pub fn message_bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    pub fn sequence_of(&self, message_id: &str) -> Option<u64> {
+        self.by_id.get(message_id).copied()
+    }
+
+    pub fn subscriptions(&self) -> &BTreeMap<String, Subscription> {
+        &self.subscriptions
+    }
+
+    fn insert(&mut self, key: &DestKey, cmd: &KahaAddMessageCommand, location: Location) {
+        let message_id = cmd.message_id.clone().unwrap_or_default();
+        if self.by_id.contains_key(&message_id) {
+            // A duplicate add (a resend the producer audit missed): the first one stays.
+            return;
+        }
+        if key.is_topic() && self.subscriptions.is_empty() {
+            return; // nobody to deliver to: KahaDB keeps nothing either
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let size = cmd.message.as_ref().map_or(0, |m| m.len()) as u32;
+        let refs = if key.is_topic() {
+            for sub in self.subscriptions.values_mut() {
+                sub.pending.insert(seq);
+            }
+            self.subscriptions.len() as u32
+        } else {
+            0
+        };
+        self.by_id.insert(message_id.clone(), seq);
+        self.bytes += u64::from(size);
+        self.messages.insert(
+            seq,
+            StoredMessage {
+                message_id,
+                location,
+                priority: cmd.effective_priority().clamp(0, 9) as u8,
+                size,
+                refs,
+            },
+        );
+    }
+
+    fn delete(&mut self, seq: u64) -> Option<StoredMessage> {
+        let m = self.messages.remove(&seq)?;
+        self.by_id.remove(&m.message_id);
+        self.bytes -= u64::from(m.size);
+        Some(m)
+    }
+
+    /// A queue consumer's ack, or (with a key) one subscription's.
+    fn remove(&mut self, message_id: &str, subscription: Option<&str>) {
+        let seq = match self.by_id.get(message_id) {
+            Some(s) => *s,
+            None => return,
+        };
+        match subscription {
+            None => {
+                self.delete(seq);
+            }
+            Some(key) => {
+                let acked = self
+                    .subscriptions
+                    .get_mut(key)
+                    .is_some_and(|s| s.pending.remove(&seq));
+                if acked {
+                    let gone = match self.messages.get_mut(&seq) {
+                        Some(m) => {
+                            m.refs = m.refs.saturating_sub(1);
+                            m.refs == 0
+                        }
+                        None => false,
+                    };
+                    if gone {
+                        self.delete(seq);
+                    }
+                }
+            }
+        }
+    }
+
+    fn unsubscribe(&mut self, key: &str) {
+        if let Some(sub) = self.subscriptions.remove(key) {
+            for seq in sub.pending {
+                let gone = self.messages.get_mut(&seq).is_some_and(|m| {
+                    m.refs = m.refs.saturating_sub(1);
+                    m.refs == 0
+                });
+                if gone {
+                    self.delete(seq);
+                }
+            }
+        }
+    }
+}
+
+/// An operation inside a transaction, held until its outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxOp {
+    Add {
+        command: KahaAddMessageCommand,
+        location: Location,
+    },
+    Remove {
+        destination: DestKey,
+        message_id: String,
+        subscription: Option<String>,
+        location: Location,
+    },
+}
+
+/// The whole index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct State {
+    destinations: BTreeMap<DestKey, Destination>,
+    /// Transactions with operations but no outcome yet.
+    inflight: HashMap<TxKey, Vec<TxOp>>,
+    /// Prepared (XA) transactions: their operations wait for commit or rollback.
+    prepared: BTreeMap<TxKey, Vec<TxOp>>,
+    /// The last record applied.
+    last_applied: Option<Location>,
+}
+
+/// What a replay saw.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplayReport {
+    pub records: u64,
+    /// Records of types the store does not act on (trace, audit, scheduler, unknown).
+    pub ignored: u64,
+    /// Transactions without an outcome at the end, rolled back (local, or XA never prepared).
+    pub rolled_back_in_doubt: usize,
+}
+
+impl State {
+    pub fn destination(&self, key: &DestKey) -> Option<&Destination> {
+        self.destinations.get(key)
+    }
+
+    pub fn destinations(&self) -> impl Iterator<Item = (&DestKey, &Destination)> {
+        self.destinations.iter()
+    }
+
+    /// Prepared transactions and their operations, for `TransactionStore.recover`.
+    pub fn prepared(&self) -> &BTreeMap<TxKey, Vec<TxOp>> {
+        &self.prepared
+    }
+
+    pub fn last_applied(&self) -> Option<Location> {
+        self.last_applied
+    }
+
+    /// Applies one journal command found at `location`. Returns whether the store acted on it.
+    pub fn apply(&mut self, command: &JournalCommand, location: Location) -> bool {
+        self.last_applied = Some(location);
+        match command {
+            JournalCommand::AddMessage(c) => self.add(c, location),
+            JournalCommand::UpdateMessage(u) => match &u.message {
+                Some(c) => {
+                    let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
+                    let id = c.message_id.as_deref().unwrap_or_default();
+                    let updated = self
+                        .destinations
+                        .get_mut(&key)
+                        .and_then(|d| {
+                            let seq = d.by_id.get(id).copied()?;
+                            d.messages.get_mut(&seq)
+                        })
+                        .map(|m| {
+                            m.location = location;
+                            m.priority = c.effective_priority().clamp(0, 9) as u8;
+                        })
+                        .is_some();
+                    if !updated {
+                        self.add(c, location);
+                    }
+                    true
+                }
+                None => false,
+            },
+            JournalCommand::RemoveMessage(c) => {
+                let destination = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
+                let message_id = c.message_id.clone().unwrap_or_default();
+                let subscription = c.subscription_key.clone();
+                match c.transaction_info.as_ref().and_then(TxKey::of) {
+                    Some(tx) => self.inflight.entry(tx).or_default().push(TxOp::Remove {
+                        destination,
+                        message_id,
+                        subscription,
+                        location,
+                    }),
+                    None => self.remove(&destination, &message_id, subscription.as_deref()),
+                }
+                true
+            }
+            JournalCommand::Prepare(c) => {
+                if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
+                    let ops = self.inflight.remove(&tx).unwrap_or_default();
+                    self.prepared.entry(tx).or_default().extend(ops);
+                }
+                true
+            }
+            JournalCommand::Commit(c) => {
+                if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
+                    let mut ops = self.prepared.remove(&tx).unwrap_or_default();
+                    ops.extend(self.inflight.remove(&tx).unwrap_or_default());
+                    for op in ops {
+                        self.apply_op(op);
+                    }
+                }
+                true
+            }
+            JournalCommand::Rollback(c) => {
+                if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
+                    self.prepared.remove(&tx);
+                    self.inflight.remove(&tx);
+                }
+                true
+            }
+            JournalCommand::Subscription(c) => {
+                let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
+                let sub_key = c.subscription_key.clone().unwrap_or_default();
+                let dest = self.destinations.entry(key).or_default();
+                match &c.subscription_info {
+                    Some(info) => {
+                        let retroactive = c.retroactive.unwrap_or(false);
+                        // A re-subscription replaces the old one and starts afresh.
+                        dest.unsubscribe(&sub_key);
+                        let pending: BTreeSet<u64> = if retroactive {
+                            dest.messages.keys().copied().collect()
+                        } else {
+                            BTreeSet::new()
+                        };
+                        for seq in &pending {
+                            if let Some(m) = dest.messages.get_mut(seq) {
+                                m.refs += 1;
+                            }
+                        }
+                        dest.subscriptions.insert(
+                            sub_key,
+                            Subscription {
+                                info: info.clone(),
+                                retroactive,
+                                location,
+                                pending,
+                            },
+                        );
+                    }
+                    None => dest.unsubscribe(&sub_key),
+                }
+                true
+            }
+            JournalCommand::RemoveDestination(c) => {
+                if let Some(d) = &c.destination {
+                    self.destinations.remove(&DestKey::of(d));
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    fn add(&mut self, c: &KahaAddMessageCommand, location: Location) -> bool {
+        match c.transaction_info.as_ref().and_then(TxKey::of) {
+            Some(tx) => self.inflight.entry(tx).or_default().push(TxOp::Add {
+                command: c.clone(),
+                location,
+            }),
+            None => {
+                let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
+                self.destinations
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(&key, c, location);
+            }
+        }
+        true
+    }
+
+    fn remove(&mut self, destination: &DestKey, message_id: &str, subscription: Option<&str>) {
+        if let Some(d) = self.destinations.get_mut(destination) {
+            d.remove(message_id, subscription);
+        }
+    }
+
+    fn apply_op(&mut self, op: TxOp) {
+        match op {
+            TxOp::Add { command, location } => {
+                let key = command
+                    .destination
+                    .as_ref()
+                    .map(DestKey::of)
+                    .unwrap_or_default();
+                self.destinations
+                    .entry(key.clone())
+                    .or_default()
+                    .insert(&key, &command, location);
+            }
+            TxOp::Remove {
+                destination,
+                message_id,
+                subscription,
+                ..
+            } => self.remove(&destination, &message_id, subscription.as_deref()),
+        }
+    }
+
+    /// Ends a replay: transactions still without an outcome are rolled back, as KahaDB does at
+    /// startup (prepared XA transactions stay). Returns how many.
+    pub fn finish_replay(&mut self) -> usize {
+        let n = self.inflight.len();
+        self.inflight.clear();
+        n
+    }
+
+    /// Rebuilds the state from every record of `journal`, in order.
+    pub fn replay(journal: &Journal) -> Result<(State, ReplayReport)> {
+        let mut state = State::default();
+        let mut report = ReplayReport::default();
+        let mut cursor = journal.cursor(None);
+        while let Some((location, data)) = cursor.next_record()? {
+            let command = JournalCommand::decode(&data).map_err(|e| {
+                crate::error::Error::new(
+                    e.code(),
+                    format!("journal record at {location}: {}", e.message()),
+                )
+            })?;
+            report.records += 1;
+            if !state.apply(&command, location) {
+                report.ignored += 1;
+            }
+        }
+        report.rolled_back_in_doubt = state.finish_replay();
+        Ok((state, report))
+    }
+}
+
+impl Default for DestKey {
+    fn default() -> Self {
+        DestKey::new(DestinationType::Queue, "")
+    }
+}
