@@ -8,5 +8,6 @@
 //! [`state`] is the index those records describe, rebuilt by replaying them with KahaDB's
 //! semantics. (Checkpoints, GC, the live path and the broker adapter follow: `docs/STORE.md`.)
 
+pub mod checkpoint;
 pub mod codec;
 pub mod state;

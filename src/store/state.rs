@@ -132,6 +132,31 @@ impl Destination {
         &self.subscriptions
     }
 
+    /// The sequence the next stored message gets.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// A destination as a checkpoint holds it (the derived indexes are rebuilt).
+    pub(crate) fn restore(
+        next_seq: u64,
+        messages: BTreeMap<u64, StoredMessage>,
+        subscriptions: BTreeMap<String, Subscription>,
+    ) -> Destination {
+        let by_id = messages
+            .iter()
+            .map(|(seq, m)| (m.message_id.clone(), *seq))
+            .collect();
+        let bytes = messages.values().map(|m| u64::from(m.size)).sum();
+        Destination {
+            next_seq,
+            messages,
+            by_id,
+            subscriptions,
+            bytes,
+        }
+    }
+
     fn insert(&mut self, key: &DestKey, cmd: &KahaAddMessageCommand, location: Location) {
         let message_id = cmd.message_id.clone().unwrap_or_default();
         if self.by_id.contains_key(&message_id) {
@@ -239,7 +264,7 @@ pub enum TxOp {
 pub struct State {
     destinations: BTreeMap<DestKey, Destination>,
     /// Transactions with operations but no outcome yet.
-    inflight: HashMap<TxKey, Vec<TxOp>>,
+    inflight: BTreeMap<TxKey, Vec<TxOp>>,
     /// Prepared (XA) transactions: their operations wait for commit or rollback.
     prepared: BTreeMap<TxKey, Vec<TxOp>>,
     /// The last record applied.
@@ -263,6 +288,26 @@ impl State {
 
     pub fn destinations(&self) -> impl Iterator<Item = (&DestKey, &Destination)> {
         self.destinations.iter()
+    }
+
+    /// Transactions with operations and no outcome yet.
+    pub fn inflight(&self) -> &BTreeMap<TxKey, Vec<TxOp>> {
+        &self.inflight
+    }
+
+    /// A state as a checkpoint holds it.
+    pub(crate) fn restore(
+        destinations: BTreeMap<DestKey, Destination>,
+        inflight: BTreeMap<TxKey, Vec<TxOp>>,
+        prepared: BTreeMap<TxKey, Vec<TxOp>>,
+        last_applied: Option<Location>,
+    ) -> State {
+        State {
+            destinations,
+            inflight,
+            prepared,
+            last_applied,
+        }
     }
 
     /// Prepared transactions and their operations, for `TransactionStore.recover`.
