@@ -614,3 +614,136 @@ fn empty_and_zeroed_sealed_files_are_skipped() {
     let want: Vec<_> = recs.into_iter().filter(|(l, _)| l.file_id > 2).collect();
     assert_eq!(all_records(&j), want);
 }
+
+/// Runs `f` on another thread and fails the test if it has not finished within `secs`.
+fn within<T: Send + 'static>(secs: u64, what: &str, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(Duration::from_secs(secs))
+        .unwrap_or_else(|_| panic!("{what} did not finish within {secs} s"))
+}
+
+#[test]
+fn a_failed_producer_leaves_sync_and_close_working() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(dir.path(), small()).unwrap());
+    j.append(b"first", true).unwrap();
+    let e = j
+        .append_with(10, true, |_| {
+            Err(kahadb::Error::new(
+                ErrorCode::InvalidArgument,
+                "producer failed",
+            ))
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InvalidArgument);
+    let j2 = j.clone();
+    within(10, "sync after a failed producer", move || {
+        j2.sync().unwrap()
+    });
+    let loc = j.append(b"second", true).unwrap();
+    let j2 = j.clone();
+    within(10, "close", move || j2.close().unwrap());
+    let j = Journal::open(dir.path(), small()).unwrap();
+    let got: Vec<_> = all_records(&j).into_iter().map(|(_, d)| d).collect();
+    assert_eq!(got, vec![b"first".to_vec(), b"second".to_vec()]);
+    assert_eq!(j.read(loc).unwrap(), b"second");
+}
+
+#[test]
+fn sync_requested_while_a_caller_writes_is_served() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = JournalConfig {
+            sync_strategy: SyncStrategy::Never,
+            max_file_length: 64 << 20,
+            max_batch_size: 64 << 20,
+            ..JournalConfig::default()
+        };
+        let j = Arc::new(Journal::open(dir.path(), cfg).unwrap());
+        let writer = {
+            let j = j.clone();
+            std::thread::spawn(move || j.append(&vec![7u8; 48 << 20], true).unwrap())
+        };
+        std::thread::sleep(Duration::from_millis(2));
+        let j2 = j.clone();
+        within(30, "sync() during a caller-led write", move || {
+            j2.sync().unwrap()
+        });
+        writer.join().unwrap();
+        within(30, "a second sync", move || j.sync().unwrap());
+    }
+}
+
+#[test]
+fn periodic_sync_covers_writes_led_by_callers() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = JournalConfig {
+        sync_strategy: SyncStrategy::Periodic(Duration::from_millis(20)),
+        ..small()
+    };
+    let j = Journal::open(dir.path(), cfg).unwrap();
+    std::thread::sleep(Duration::from_millis(30));
+    j.append(b"one", true).unwrap();
+    j.append(b"two", true).unwrap();
+    let before = j.stats().syncs;
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(j.stats().syncs > before, "{:?}", j.stats());
+}
+
+#[test]
+fn concurrent_closes_release_the_directory_only_when_done() {
+    for _ in 0..5 {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().to_path_buf();
+        let j = Arc::new(Journal::open(&path, small()).unwrap());
+        let recs: Vec<_> = (0..3000u64)
+            .map(|n| {
+                (
+                    j.append(&pattern_record(n, 2000), false).unwrap(),
+                    pattern_record(n, 2000),
+                )
+            })
+            .collect();
+        let first = {
+            let j = j.clone();
+            std::thread::spawn(move || j.close())
+        };
+        std::thread::sleep(Duration::from_micros(200));
+        j.close().unwrap();
+        // The directory is free only once everything is written: the reopen sees it all.
+        let again = Journal::open(&path, small()).unwrap();
+        first.join().unwrap().unwrap();
+        assert_eq!(all_records(&again), recs);
+    }
+}
+
+#[test]
+fn kahadb_sparse_tail_file_is_taken_as_it_is() {
+    use std::os::unix::fs::MetadataExt;
+    let dir = tempfile::tempdir().unwrap();
+    // As KahaDB preallocates: a sparse file with an EOF marker at the start and at the end.
+    let f = fs::File::create(file(dir.path(), 1)).unwrap();
+    f.set_len(4 << 20).unwrap();
+    use std::os::unix::fs::FileExt;
+    f.write_all_at(b"-qMa4", 0).unwrap();
+    f.write_all_at(b"-qMa4", (4 << 20) - 5).unwrap();
+    drop(f);
+    let cfg = JournalConfig {
+        max_file_length: 4 << 20,
+        max_batch_size: 1 << 20,
+        ..JournalConfig::default()
+    };
+    let j = Journal::open(dir.path(), cfg).unwrap();
+    assert_eq!(j.recovery_report().discarded_tail_bytes, 0);
+    assert_eq!(j.recovery_report().append_offset, 0);
+    let blocks = fs::metadata(file(dir.path(), 1)).unwrap().blocks();
+    assert!(
+        blocks < 256,
+        "recovery filled the sparse file in ({blocks} blocks)"
+    );
+    let loc = j.append(b"on top of kahadb", true).unwrap();
+    assert_eq!(j.read(loc).unwrap(), b"on top of kahadb");
+}

@@ -76,7 +76,7 @@ impl Cursor {
                 }
                 // The first existing file at or after the position.
                 let file = st.files.range(self.pos.file_id..).next().copied();
-                (st.written, file)
+                (st.readable(), file)
             };
             let file_id = match file {
                 Some(f) => f,

@@ -242,6 +242,12 @@ struct State {
     in_progress: Option<(u32, u32, u32)>,
     /// Asynchronous appends were lost to a failed write; reported by the next `sync`.
     lost_async: Option<Error>,
+    /// Set after an `fdatasync` of a data file failed: the kernel may have dropped the dirty
+    /// pages, so no later sync can vouch for them. Appends and syncs fail until the journal is
+    /// reopened (and recovered) — fail-stop, as databases do.
+    failed: Option<Error>,
+    /// Start of the first failed batch not yet padded: readers and cursors stay below it.
+    hole_start: Option<Pos>,
     /// The data files that exist.
     files: BTreeSet<u32>,
     /// The file the appender writes.
@@ -259,6 +265,17 @@ struct State {
     /// Moving average of the time one batch takes to write and sync, in microseconds.
     batch_micros: u64,
     spare: Vec<Vec<u8>>,
+}
+
+impl State {
+    /// End of what readers may touch: the written watermark, or the first failed batch not
+    /// yet padded, whichever is lower.
+    fn readable(&self) -> Pos {
+        match self.hole_start {
+            Some(h) if h < self.written => h,
+            _ => self.written,
+        }
+    }
 }
 
 struct Inner {
@@ -330,12 +347,17 @@ impl Inner {
         }
         // SAFETY: the map is read-only and kahadb never truncates or shrinks a data file while
         // the journal is open (the directory lock keeps other kahadb and KahaDB instances out),
-        // so the mapped range stays backed by the file. Bytes still being written are never
-        // read: readers stay below the written watermark.
+        // so the mapped range stays backed by the file. Readers only touch bytes below the
+        // readable watermark (`State::readable`): written successfully and never rewritten
+        // (failed batches, which padding later rewrites, lie above it until padded).
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| Error::io(format!("mapping {}", path.display()), &e))?;
         let map = Arc::new(map);
         self.write_maps().insert(file_id, map.clone());
+        // A removal racing with this map must not leave the deleted file pinned in the cache.
+        if !self.lock().files.contains(&file_id) {
+            self.forget_map(file_id);
+        }
         Ok(map)
     }
 
@@ -401,6 +423,8 @@ impl Journal {
             written: tail,
             in_progress: None,
             lost_async: None,
+            failed: None,
+            hole_start: None,
             files: recovered.files.iter().copied().collect(),
             active_file: report.tail_file,
             appender_idle: false,
@@ -496,6 +520,9 @@ impl Journal {
             if st.closed {
                 return Err(self.inner.closed_error());
             }
+            if let Some(e) = &st.failed {
+                return Err(e.clone());
+            }
             if st.pending_bytes == 0 || st.pending_bytes + rec_size <= max_pending {
                 break;
             }
@@ -556,8 +583,11 @@ impl Journal {
             batch.buf.truncate(start);
             if start == BATCH_CONTROL_SIZE {
                 // The batch was opened for this record alone: drop it.
+                // It is the newest batch: give its sequence number back too, or a later
+                // sync() would wait for a batch that never comes.
                 if let Some(b) = st.open.take() {
                     st.pending_bytes -= BATCH_CONTROL_SIZE;
+                    st.next_seq -= 1;
                     st.spare.push(b.buf);
                 }
             }
@@ -650,8 +680,14 @@ impl Journal {
                         format!("location {loc}: data file {} was removed", loc.file_id),
                     ));
                 }
-                if loc.end() <= st.written {
+                if loc.end() <= st.readable() {
                     break;
+                }
+                if loc.end() <= st.written {
+                    return Err(Error::new(
+                        st.failed.as_ref().map_or(ErrorCode::Io, |e| e.code()),
+                        format!("location {loc}: the write of this record failed, it was lost"),
+                    ));
                 }
                 // Not written yet: copy it from a queued batch, or wait for the write.
                 let queued = st
@@ -698,6 +734,9 @@ impl Journal {
         if st.closed {
             return Err(self.inner.closed_error());
         }
+        if let Some(e) = &st.failed {
+            return Err(e.clone());
+        }
         if let Some(e) = st.lost_async.take() {
             return Err(e);
         }
@@ -729,6 +768,10 @@ impl Journal {
     /// Writes out and syncs everything queued, stops the appender and releases the directory.
     /// Closing twice is harmless; other calls after close fail with [`ErrorCode::Closed`].
     pub fn close(&self) -> Result<()> {
+        // Held until the directory is released: a concurrent close waits for this one to
+        // finish instead of returning (and unlocking the directory) while the appender still
+        // writes.
+        let mut appender = self.appender.lock().unwrap_or_else(|p| p.into_inner());
         {
             let mut st = self.inner.lock();
             if !st.closed {
@@ -737,13 +780,8 @@ impl Journal {
                 self.inner.done.notify_all();
             }
         }
-        let handle = self
-            .appender
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take();
         let mut result = Ok(());
-        if let Some(h) = handle {
+        if let Some(h) = appender.take() {
             if h.join().is_err() {
                 result = Err(Error::new(
                     ErrorCode::Internal,
@@ -751,12 +789,13 @@ impl Journal {
                 ));
             }
             let st = self.inner.lock();
-            if let Some(e) = st.lost_async.clone() {
+            if let Some(e) = st.failed.clone().or_else(|| st.lost_async.clone()) {
                 result = result.and(Err(e));
             }
         }
         self.inner.write_maps().clear();
         self.lock.lock().unwrap_or_else(|p| p.into_inner()).take();
+        drop(appender);
         result
     }
 

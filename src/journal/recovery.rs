@@ -88,44 +88,45 @@ pub(super) fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered> {
     let tail = *ids.last().unwrap_or(&1);
     let path = files::data_file_path(dir, tail);
     let file = files::open_for_append(&path)?;
-    let data = read_whole(&file, &path)?;
     let mut report = RecoveryReport {
         tail_file: tail,
         ..Default::default()
     };
-    let (end, batches, corrupt, torn) = scan(&data);
-    report.tail_batches = batches;
-    report.corrupt_ranges = corrupt
-        .into_iter()
-        .map(|(s, e)| CorruptRange {
-            file_id: tail,
-            start: s as u32,
-            end: e as u32,
-        })
-        .collect();
-    report.append_offset = end as u32;
-    if torn {
-        report.discarded_tail_bytes = (data.len() - end) as u64;
-    }
-    // Leave a clean end: an EOF marker at `end` and nothing but zeros after it, so that no
-    // stale batch behind the new end can ever be mistaken for data.
-    let tail_bytes = &data[end.min(data.len())..];
-    let clean = tail_bytes.is_empty()
-        || (tail_bytes.starts_with(&EOF_RECORD)
-            && tail_bytes[EOF_RECORD.len()..].iter().all(|b| *b == 0))
-        || tail_bytes.iter().all(|b| *b == 0);
-    if !clean {
-        let last_nonzero = tail_bytes.iter().rposition(|b| *b != 0).unwrap_or(0);
-        let mut zeros = vec![0u8; last_nonzero + 1];
+    // Scan through a read-only map (no copy of the file in memory); the writes below happen
+    // after the map is gone.
+    let (end, dirty_end) = {
+        let map = map_whole(&file, &path)?;
+        let data: &[u8] = map.as_deref().unwrap_or(&[]);
+        let (end, batches, corrupt, torn) = scan(data);
+        report.tail_batches = batches;
+        report.corrupt_ranges = corrupt
+            .into_iter()
+            .map(|(s, e)| CorruptRange {
+                file_id: tail,
+                start: s as u32,
+                end: e as u32,
+            })
+            .collect();
+        report.append_offset = end as u32;
+        let dirty_end = dirty_end(data, end);
+        if torn || dirty_end.is_some() {
+            report.discarded_tail_bytes = dirty_end.map_or(0, |d| d - end) as u64;
+        }
+        (end, dirty_end)
+    };
+    // Leave a clean end: an EOF marker at `end` and nothing but zeros after it up to the last
+    // byte that was not, so that no stale batch behind the new end can ever be mistaken for
+    // data. (Only that range is written: a sparse file stays sparse.)
+    if let Some(dirty_end) = dirty_end {
+        let mut zeros = vec![0u8; dirty_end - end];
         let n = EOF_RECORD.len().min(zeros.len());
         zeros[..n].copy_from_slice(&EOF_RECORD[..n]);
-        if !torn {
-            report.discarded_tail_bytes = zeros.len() as u64;
-        }
         file.write_all_at(&zeros, end as u64)
             .map_err(|e| Error::io(format!("cleaning the tail of {}", path.display()), &e))?;
-        files::datasync(&file, &path)?;
     }
+    // The dead process's unsynced writes may still sit in the page cache, and recovery just
+    // accepted them: make them durable before anything is built on them.
+    files::datasync(&file, &path)?;
     Ok(Recovered {
         report,
         files: ids,
@@ -133,15 +134,38 @@ pub(super) fn recover(dir: &Path, config: &JournalConfig) -> Result<Recovered> {
     })
 }
 
-fn read_whole(file: &File, path: &Path) -> Result<Vec<u8>> {
+/// Where the bytes after `end` stop being a clean end, if they are not one: a clean end is
+/// nothing, or an EOF marker or zeros, then zeros, with possibly one more EOF marker closing
+/// the file (KahaDB's sparse preallocation writes one at both ends).
+fn dirty_end(data: &[u8], end: usize) -> Option<usize> {
+    let rest = data.get(end..)?;
+    let head = EOF_RECORD.len().min(rest.len());
+    let mut body = &rest[head..];
+    if body.len() >= EOF_RECORD.len() && body.ends_with(&EOF_RECORD) {
+        body = &body[..body.len() - EOF_RECORD.len()];
+    }
+    let head_clean = rest[..head] == EOF_RECORD[..head] || rest[..head].iter().all(|b| *b == 0);
+    match body.iter().rposition(|b| *b != 0) {
+        None if head_clean => None,
+        None => Some(end + head),
+        Some(last) => Some(end + head + last + 1),
+    }
+}
+
+fn map_whole(file: &File, path: &Path) -> Result<Option<memmap2::Mmap>> {
     let len = file
         .metadata()
         .map_err(|e| Error::io(format!("reading metadata of {}", path.display()), &e))?
-        .len() as usize;
-    let mut data = vec![0u8; len];
-    file.read_exact_at(&mut data, 0)
-        .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
-    Ok(data)
+        .len();
+    if len == 0 {
+        return Ok(None);
+    }
+    // SAFETY: read-only map of a data file of a journal that is not open yet: the directory
+    // lock is held, so nothing else writes or truncates it while the map lives (it is dropped
+    // before recovery writes).
+    let map = unsafe { memmap2::Mmap::map(file) }
+        .map_err(|e| Error::io(format!("mapping {}", path.display()), &e))?;
+    Ok(Some(map))
 }
 
 /// Scans a file's bytes: (end of the last valid batch, valid batches, corrupt ranges followed by

@@ -46,6 +46,8 @@ pub(super) struct Writer {
     last_sync: Instant,
     holes: Vec<Hole>,
     prealloc: Option<Prealloc>,
+    /// An `fdatasync` of a data file failed: the journal must stop (see `State::failed`).
+    fatal: Option<Error>,
 }
 
 impl Writer {
@@ -61,6 +63,7 @@ impl Writer {
             last_sync: Instant::now(),
             holes: Vec::new(),
             prealloc: None,
+            fatal: None,
         };
         w.start_prealloc();
         w
@@ -187,10 +190,17 @@ impl Writer {
     }
 
     fn datasync(&mut self) -> Result<()> {
-        files::datasync(&self.file, &self.path)?;
+        if let Err(e) = files::datasync(&self.file, &self.path) {
+            self.fatal.get_or_insert_with(|| fail_stop(&e));
+            return Err(e);
+        }
         self.unsynced = false;
         self.last_sync = Instant::now();
         Ok(())
+    }
+
+    fn first_hole(&self) -> Option<Pos> {
+        self.holes.first().map(|h| Pos::new(h.file_id, h.start))
     }
 
     /// Pads what can be padded, syncs, and drops the preallocated file.
@@ -266,10 +276,18 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
     st.writing = true;
     st.in_progress = Some((batch.file_id, batch.offset, batch.end()));
     let sync_request = st.sync_request;
-    // Writers seen at once, decaying slowly so one quiet moment does not reset it.
-    st.sync_peak = st.sync_callers.max(st.sync_peak - st.sync_peak / 8);
+    // Writers seen at once, decaying (down to the writers present) when fewer come.
+    st.sync_peak = st.sync_callers.max(st.sync_peak - st.sync_peak.div_ceil(8));
+    let failed = st.failed.clone();
     drop(st);
     let started = Instant::now();
+    // Should anything below panic (a bug), the journal stops instead of hanging its callers.
+    let mut guard = PanicGuard {
+        inner,
+        seq: batch.seq,
+        outcome: batch.outcome.clone(),
+        armed: true,
+    };
 
     // Fill in the control record and the EOF marker.
     {
@@ -279,7 +297,11 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
     let len = batch.buf.len();
     batch.buf.extend_from_slice(&EOF_RECORD);
     let mut w = inner.writer();
-    let result = w.write_at(inner, batch.file_id, batch.offset, &batch.buf);
+    let result = match failed {
+        // A failed journal writes nothing more.
+        Some(e) => Err(e),
+        None => w.write_at(inner, batch.file_id, batch.offset, &batch.buf),
+    };
     batch.buf.truncate(len);
     let mut sync_file = None;
     match &result {
@@ -307,14 +329,23 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
             w.add_hole(batch.file_id, batch.offset, batch.end());
         }
     }
+    let first_hole = w.first_hole();
+    let fatal = w.fatal.clone();
+    let left_unsynced = result.is_ok() && sync_file.is_none();
     drop(w);
 
     // Publish the write and hand the token on: the next leader writes its batch while this one
     // syncs, so two syncs can be in flight at once.
     let took = started.elapsed().as_micros() as u64;
+    guard.armed = false;
+    drop(guard);
     let mut st = inner.lock();
     st.writing = false;
     st.in_progress = None;
+    st.hole_start = first_hole;
+    if let Some(e) = fatal {
+        st.failed.get_or_insert(e);
+    }
     st.written_seq = batch.seq;
     let end = Pos::new(batch.file_id, batch.end());
     if end > st.written {
@@ -342,8 +373,10 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
             Ok(()) => st.durable_seq = st.durable_seq.max(batch.seq),
             Err(e) => {
                 // The data was written but may not be on disk: its synchronous appends fail
-                // (unless a later sync, which covers it too, already succeeded).
+                // (unless a later sync, which covers it too, already succeeded), and the
+                // journal stops: the kernel may have dropped pages no later sync can vouch for.
                 log::error!("journal {}: {e}", inner.dir.display());
+                st.failed.get_or_insert_with(|| fail_stop(&e));
                 st.stats.failed_batches += 1;
                 note_lost_async(&mut st, &batch, &e);
                 let _ = batch.outcome.failed.set(e);
@@ -357,8 +390,13 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
     if st.spare.len() < 2 && batch.buf.capacity() <= 2 * inner.config.max_batch_size as usize {
         st.spare.push(std::mem::take(&mut batch.buf));
     }
-    // Batches nobody waits on are the appender's job, and so is finishing a close.
-    if st.appender_idle && (st.closed || (can_lead(&st) && !sync_caller_will_lead(&st))) {
+    // Batches nobody waits on are the appender's job, and so are sync requests that came
+    // during this write, periodic syncs of what it left unsynced, and finishing a close.
+    let appender_needed = st.closed
+        || st.sync_request > st.durable_seq
+        || (left_unsynced && matches!(inner.config.sync_strategy, SyncStrategy::Periodic(_)))
+        || (can_lead(&st) && !sync_caller_will_lead(&st));
+    if st.appender_idle && appender_needed {
         st.appender_idle = false;
         inner.work.notify_one();
     }
@@ -380,6 +418,47 @@ fn note_lost_async(st: &mut State, batch: &Batch, e: &Error) {
     }
 }
 
+/// The error a journal fails with after a data file's `fdatasync` failed.
+fn fail_stop(e: &Error) -> Error {
+    Error::new(
+        e.code(),
+        format!(
+            "the journal stopped after a failed sync ({}); reopen it to recover",
+            e.message()
+        ),
+    )
+}
+
+/// Releases the writer token if a leader panics: the journal is marked failed, the batch's
+/// callers get an error, and nobody waits forever.
+struct PanicGuard<'a> {
+    inner: &'a Inner,
+    seq: u64,
+    outcome: std::sync::Arc<super::Outcome>,
+    armed: bool,
+}
+
+impl Drop for PanicGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let e = Error::new(ErrorCode::Internal, "the journal writer panicked (a bug)");
+        let mut st = self.inner.lock();
+        st.writing = false;
+        st.in_progress = None;
+        st.failed.get_or_insert_with(|| e.clone());
+        st.written_seq = st.written_seq.max(self.seq);
+        let _ = self.outcome.failed.set(e);
+        self.outcome.cv.notify_all();
+        self.inner.done.notify_all();
+        token_released(&st);
+        if st.appender_idle {
+            self.inner.work.notify_one();
+        }
+    }
+}
+
 /// The appender thread: writes batches nobody leads, serves `sync` requests and periodic
 /// syncs, and shuts the writer down at close.
 pub(super) fn run_appender(inner: &Inner) {
@@ -394,8 +473,16 @@ pub(super) fn run_appender(inner: &Inner) {
             continue;
         }
         if !st.writing && st.sync_request > st.durable_seq {
-            st = sync_all(inner, st);
-            continue;
+            if st.written_seq > st.durable_seq {
+                st = sync_all(inner, st);
+                continue;
+            }
+            if !can_lead(&st) {
+                // Nothing written is undurable and nothing is queued: nothing to do.
+                st.sync_request = st.durable_seq;
+                inner.done.notify_all();
+                continue;
+            }
         }
         if st.closed && !st.writing && st.queue.is_empty() && st.open.is_none() {
             break;
@@ -417,7 +504,15 @@ pub(super) fn run_appender(inner: &Inner) {
                 .wait_timeout(st, wait)
                 .map(|(g, _)| g)
                 .unwrap_or_else(|p| p.into_inner().0),
-            None => inner.wait(&inner.work, st),
+            // Periodic: also wake at the interval, whoever wrote the unsynced data.
+            None => match periodic {
+                Some(d) if !st.writing => inner
+                    .work
+                    .wait_timeout(st, d)
+                    .map(|(g, _)| g)
+                    .unwrap_or_else(|p| p.into_inner().0),
+                _ => inner.wait(&inner.work, st),
+            },
         };
         st.appender_idle = false;
     }
@@ -451,22 +546,25 @@ fn sync_all<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> MutexGuard<'
     let target = st.written_seq;
     st.writing = true;
     drop(st);
-    let result = {
+    let (result, synced, fatal) = {
         let mut w = inner.writer();
-        if w.unsynced {
-            w.datasync()
-        } else {
-            Ok(())
-        }
+        let synced = w.unsynced;
+        let result = if synced { w.datasync() } else { Ok(()) };
+        (result, synced, w.fatal.clone())
     };
     let mut st = inner.lock();
     st.writing = false;
     token_released(&st);
+    if let Some(e) = fatal {
+        st.failed.get_or_insert(e);
+    }
     match result {
         // Nothing newer than `target` was written meanwhile: the token excluded other writers.
         Ok(()) => {
             st.durable_seq = st.durable_seq.max(target);
-            st.stats.syncs += 1;
+            if synced {
+                st.stats.syncs += 1;
+            }
         }
         Err(e) => {
             st.sync_error_gen += 1;
