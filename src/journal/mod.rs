@@ -15,6 +15,7 @@ mod writer;
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -110,6 +111,9 @@ pub struct JournalConfig {
     /// How to prepare new files. Default [`Preallocation::Zeros`].
     pub preallocation: Preallocation,
 }
+
+/// Longest a synchronous caller spins before it parks (see `append_with`).
+const MAX_SPIN: Duration = Duration::from_micros(1000);
 
 /// Smallest accepted `max_file_length`.
 pub const MIN_FILE_LENGTH: u32 = 4096;
@@ -290,6 +294,9 @@ struct Inner {
     report: RecoveryReport,
     /// Only the holder of the writer token (`State::writing`) locks it.
     writer: Mutex<writer::Writer>,
+    /// Bumped, under the state lock, whenever a batch is written or synced or the token is
+    /// given back: a waiter can watch it without the lock (see `append_with`).
+    epoch: AtomicU64,
 }
 
 impl Inner {
@@ -451,6 +458,7 @@ impl Journal {
             maps: RwLock::new(HashMap::new()),
             report,
             writer: Mutex::new(w),
+            epoch: AtomicU64::new(0),
         });
         let appender_inner = inner.clone();
         let handle = std::thread::Builder::new()
@@ -620,6 +628,7 @@ impl Journal {
         let needs_disk = self.inner.config.sync_strategy == SyncStrategy::Always;
         st.sync_callers += 1;
         let mut waiting_since = None;
+        let mut spin_until: Option<Instant> = None;
         let result = loop {
             if st.written_seq >= seq {
                 if let Some(e) = outcome.failed.get() {
@@ -630,6 +639,24 @@ impl Journal {
                 }
             }
             if !writer::can_lead(&st) {
+                // Among several writers, spin (yielding) for about one batch time before
+                // parking: the batch will likely be done by then, and a parked thread takes
+                // long to wake on a busy machine, which left the next batch half empty.
+                if st.sync_peak > 1 {
+                    let budget = Duration::from_micros(3 * st.batch_micros).min(MAX_SPIN);
+                    let deadline = *spin_until.get_or_insert_with(|| Instant::now() + budget);
+                    if Instant::now() < deadline {
+                        let seen = self.inner.epoch.load(Ordering::Acquire);
+                        drop(st);
+                        while self.inner.epoch.load(Ordering::Acquire) == seen
+                            && Instant::now() < deadline
+                        {
+                            std::thread::yield_now();
+                        }
+                        st = self.inner.lock();
+                        continue;
+                    }
+                }
                 st = self.inner.wait(&outcome.cv, st);
                 continue;
             }

@@ -14,6 +14,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -359,6 +360,7 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
         let _ = batch.outcome.failed.set(e);
     }
     st.pending_bytes -= len;
+    inner.epoch.fetch_add(1, Ordering::Release);
     inner.done.notify_all();
     batch.outcome.cv.notify_all();
     token_released(&st);
@@ -382,6 +384,7 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
                 let _ = batch.outcome.failed.set(e);
             }
         }
+        inner.epoch.fetch_add(1, Ordering::Release);
         inner.done.notify_all();
         batch.outcome.cv.notify_all();
     }
@@ -450,6 +453,7 @@ impl Drop for PanicGuard<'_> {
         st.failed.get_or_insert_with(|| e.clone());
         st.written_seq = st.written_seq.max(self.seq);
         let _ = self.outcome.failed.set(e);
+        self.inner.epoch.fetch_add(1, Ordering::Release);
         self.outcome.cv.notify_all();
         self.inner.done.notify_all();
         token_released(&st);
@@ -554,6 +558,7 @@ fn sync_all<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> MutexGuard<'
     };
     let mut st = inner.lock();
     st.writing = false;
+    inner.epoch.fetch_add(1, Ordering::Release);
     token_released(&st);
     if let Some(e) = fatal {
         st.failed.get_or_insert(e);
