@@ -145,6 +145,20 @@ fn misuse_gives_clear_errors() {
 /// offset of each batch and the end of the last.
 type Records = Vec<(Location, Vec<u8>)>;
 
+/// Appends `n` synchronous pattern records of `size` bytes to a journal (small files) in `dir`,
+/// closes it, and returns what was written.
+fn synced_records(dir: &Path, n: u64, size: usize) -> Records {
+    let j = Journal::open(dir, small()).unwrap();
+    let recs = (0..n)
+        .map(|i| {
+            let data = pattern_record(i, size);
+            (j.append(&data, true).unwrap(), data)
+        })
+        .collect();
+    j.close().unwrap();
+    recs
+}
+
 fn batches(dir: &Path, n: u64) -> (Records, Vec<u32>, u32) {
     let j = Journal::open(dir, small()).unwrap();
     let mut recs = Vec::new();
@@ -244,16 +258,8 @@ fn flipped_bytes_in_a_middle_batch_are_skipped_and_reported() {
 #[test]
 fn corruption_in_a_sealed_file_is_skipped_by_cursors() {
     let dir = tempfile::tempdir().unwrap();
-    let mut recs = Vec::new();
-    {
-        let j = Journal::open(dir.path(), small()).unwrap();
-        for n in 0..200u64 {
-            let data = pattern_record(n, 1000);
-            recs.push((j.append(&data, true).unwrap(), data));
-        }
-        assert!(j.data_file_ids().len() >= 3);
-        j.close().unwrap();
-    }
+    let recs = synced_records(dir.path(), 200, 1000);
+    assert!(recs.last().unwrap().0.file_id >= 3);
     // Damage one record in the middle of db-1.log.
     let victim = recs
         .iter()
@@ -596,15 +602,7 @@ fn mixed_sync_and_async_writers_with_tiny_batches_and_files() {
 #[test]
 fn empty_and_zeroed_sealed_files_are_skipped() {
     let dir = tempfile::tempdir().unwrap();
-    let mut recs = Vec::new();
-    {
-        let j = Journal::open(dir.path(), small()).unwrap();
-        for n in 0..150u64 {
-            let d = pattern_record(n, 1000);
-            recs.push((j.append(&d, true).unwrap(), d));
-        }
-        j.close().unwrap();
-    }
+    let recs = synced_records(dir.path(), 150, 1000);
     let ids: Vec<u32> = recs.iter().map(|(l, _)| l.file_id).collect();
     assert!(*ids.last().unwrap() >= 3);
     // Empty db-2.log (as a crash during KahaDB's file creation leaves it), all-zero db-1.log.
