@@ -745,3 +745,46 @@ fn kahadb_sparse_tail_file_is_taken_as_it_is() {
     let loc = j.append(b"on top of kahadb", true).unwrap();
     assert_eq!(j.read(loc).unwrap(), b"on top of kahadb");
 }
+
+#[test]
+fn deferred_appends_keep_call_order_and_become_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let j = Arc::new(Journal::open(dir.path(), small()).unwrap());
+    let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let handles: Vec<_> = (0..4u64)
+        .map(|t| {
+            let (j, order) = (j.clone(), order.clone());
+            std::thread::spawn(move || {
+                for i in 0..500u64 {
+                    let n = t * 1000 + i;
+                    // Queue under a caller lock (as an index would), wait outside it.
+                    let (loc, ticket) = {
+                        let mut o = order.lock().unwrap();
+                        let (loc, ticket) = j.append_deferred(&pattern_record(n, 100)).unwrap();
+                        o.push((loc, n));
+                        (loc, ticket)
+                    };
+                    j.wait_durable(&ticket).unwrap();
+                    assert_eq!(check_pattern_record(&j.read(loc).unwrap()), Some(n));
+                }
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    // Queued without waiting: still written and synced.
+    let (last, _ticket) = j.append_deferred(b"nobody waits").unwrap();
+    j.close().unwrap();
+    let order = order.lock().unwrap().clone();
+    // The caller-lock order is the journal order.
+    assert!(order.windows(2).all(|w| w[0].0 < w[1].0));
+    let j = Journal::open(dir.path(), small()).unwrap();
+    let got: Vec<_> = all_records(&j);
+    assert_eq!(got.len(), order.len() + 1);
+    for ((loc, n), (gl, data)) in order.iter().zip(&got) {
+        assert_eq!(loc, gl);
+        assert_eq!(check_pattern_record(data), Some(*n));
+    }
+    assert_eq!(j.read(last).unwrap(), b"nobody waits");
+}

@@ -190,6 +190,26 @@ pub struct JournalStats {
     pub failed_batches: u64,
 }
 
+/// How an append waits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Async,
+    Sync,
+    Deferred,
+}
+
+/// A queued record's claim on durability: see [`Journal::append_deferred`].
+pub struct Ticket {
+    seq: u64,
+    outcome: Arc<Outcome>,
+}
+
+impl std::fmt::Debug for Ticket {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ticket").field("seq", &self.seq).finish()
+    }
+}
+
 /// The outcome of one batch, shared with the callers waiting on it. Its condition variable
 /// (used with the state mutex) wakes exactly the callers of this batch: when it is written,
 /// synced or failed, and when the writer token frees up while it is next in line.
@@ -504,6 +524,41 @@ impl Journal {
     where
         F: FnOnce(&mut [u8]) -> Result<()>,
     {
+        let mode = if sync { Mode::Sync } else { Mode::Async };
+        self.append_inner(len, mode, fill).map(|(loc, _)| loc)
+    }
+
+    /// Queues a record to be made durable and returns its location at once, with a ticket to
+    /// wait for its durability with [`Journal::wait_durable`]. Records queued by one thread
+    /// land in the journal in the order of the calls, so a caller can update an index in
+    /// journal order under its own lock and wait for the disk outside of it. If nobody waits,
+    /// the record is still written and synced (by the appender thread).
+    pub fn append_deferred(&self, data: &[u8]) -> Result<(Location, Ticket)> {
+        let (loc, ticket) = self.append_inner(data.len(), Mode::Deferred, |dst| {
+            dst.copy_from_slice(data);
+            Ok(())
+        })?;
+        match ticket {
+            Some(t) => Ok((loc, t)),
+            None => Err(Error::new(
+                ErrorCode::Internal,
+                "no ticket for a deferred append",
+            )),
+        }
+    }
+
+    /// Waits until the record of `ticket` is durable (as a synchronous append would), leading
+    /// the write if nobody else is writing.
+    pub fn wait_durable(&self, ticket: &Ticket) -> Result<()> {
+        let st = self.inner.lock();
+        self.wait_for(st, ticket.seq, &ticket.outcome)
+    }
+
+    fn append_inner<F>(&self, len: usize, mode: Mode, fill: F) -> Result<(Location, Option<Ticket>)>
+    where
+        F: FnOnce(&mut [u8]) -> Result<()>,
+    {
+        let sync = mode == Mode::Sync;
         let cfg = &self.inner.config;
         if len == 0 {
             return Err(Error::new(
@@ -603,11 +658,17 @@ impl Journal {
         }
         format::write_record_header(&mut batch.buf[start..], rec_size as u32, USER_RECORD_TYPE);
         let loc = Location::new(batch.file_id, batch.offset + start as u32, rec_size as u32);
-        if sync {
-            batch.sync = true;
-            batch.sync_records += 1;
-        } else {
-            batch.async_records += 1;
+        match mode {
+            Mode::Sync => {
+                batch.sync = true;
+                batch.sync_records += 1;
+            }
+            // Synced when written, but led by the appender unless its caller comes to wait.
+            Mode::Deferred => {
+                batch.sync = true;
+                batch.async_records += 1;
+            }
+            Mode::Async => batch.async_records += 1,
         }
         let sync_records = batch.sync_records;
         let seq = batch.seq;
@@ -623,8 +684,20 @@ impl Journal {
                 st.appender_idle = false;
                 self.inner.work.notify_one();
             }
-            return Ok(loc);
+            let ticket = (mode == Mode::Deferred).then_some(Ticket { seq, outcome });
+            return Ok((loc, ticket));
         }
+        self.wait_for(st, seq, &outcome).map(|()| (loc, None))
+    }
+
+    /// Waits for batch `seq` to be written (and synced under `Always`), leading writes when the
+    /// writer is free.
+    fn wait_for<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, State>,
+        seq: u64,
+        outcome: &Arc<Outcome>,
+    ) -> Result<()> {
         let needs_disk = self.inner.config.sync_strategy == SyncStrategy::Always;
         st.sync_callers += 1;
         let mut waiting_since = None;
@@ -635,7 +708,7 @@ impl Journal {
                     break Err(e.clone());
                 }
                 if !needs_disk || st.durable_seq >= seq {
-                    break Ok(loc);
+                    break Ok(());
                 }
             }
             if !writer::can_lead(&st) {
