@@ -51,20 +51,31 @@ pub struct IndexRecovery {
 /// Makes the journal durable up to what `state` has applied, then writes `state` as the new
 /// checkpoint of `dir`.
 pub fn write(dir: &Path, journal: &Journal, state: &State) -> Result<()> {
-    // Never checkpoint an effect whose record could still be lost.
+    write_encoded(dir, journal, &encode_state(state), state.last_applied())
+}
+
+/// Like [`write`], for a state already encoded with [`encode_state`] (so that a live store can
+/// encode under its lock and do the I/O outside it). `last_applied` is the state's.
+pub fn write_encoded(
+    dir: &Path,
+    journal: &Journal,
+    body: &[u8],
+    last_applied: Option<Location>,
+) -> Result<()> {
+    // Never checkpoint an effect whose record could still be lost: everything appended before
+    // the state was taken becomes durable here.
     journal.sync()?;
-    let fingerprint = match state.last_applied() {
+    let fingerprint = match last_applied {
         Some(loc) => crc32fast::hash(&journal.read(loc)?),
         None => 0,
     };
-    let body = encode_state(state);
     let mut file = Vec::with_capacity(HEADER + body.len());
     file.extend_from_slice(MAGIC);
     file.extend_from_slice(&VERSION.to_be_bytes());
     file.extend_from_slice(&(body.len() as u64).to_be_bytes());
-    file.extend_from_slice(&crc32fast::hash(&body).to_be_bytes());
+    file.extend_from_slice(&crc32fast::hash(body).to_be_bytes());
     file.extend_from_slice(&fingerprint.to_be_bytes());
-    file.extend_from_slice(&body);
+    file.extend_from_slice(body);
     let tmp = dir.join(TMP_FILE);
     let path = dir.join(INDEX_FILE);
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", tmp.display()), &e);

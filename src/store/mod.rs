@@ -10,4 +10,7 @@
 
 pub mod checkpoint;
 pub mod codec;
+pub mod engine;
 pub mod state;
+
+pub use engine::{Store, StoreConfig};

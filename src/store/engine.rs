@@ -1,0 +1,201 @@
+//! A live store: a journal and its index in one directory, kept in step.
+//!
+//! Every change is a journal command: it is queued in the journal and applied to the index under
+//! one lock, so the index always follows journal order, then (if asked) waited on for durability
+//! outside the lock, so that concurrent writers still share batches and syncs. The layout is
+//! KahaDB's (`db-<N>.log`, `lock`) plus our index file `kahadb-rs.index`.
+//!
+//! A change becomes visible in the index when it is queued, before it is durable. If its write
+//! then fails, the index holds an effect the disk does not: the store stops (every later change
+//! fails) and a reopen rebuilds the truth from disk. Not yet here: GC and compaction, the
+//! broker-facing operations of `docs/STORE.md` §6.8.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::journal::{Journal, JournalConfig, Location};
+
+use super::checkpoint::{self, IndexRecovery};
+use super::codec::JournalCommand;
+use super::state::State;
+
+/// Store settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoreConfig {
+    pub journal: JournalConfig,
+    /// Write a checkpoint after this many journal commands (0: only on request and at close).
+    /// Restart replays at most about this many records. Default 100,000.
+    pub checkpoint_every: u64,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            journal: JournalConfig::default(),
+            checkpoint_every: 100_000,
+        }
+    }
+}
+
+struct Live {
+    state: State,
+    /// Set when a change applied to the index could not be made durable.
+    failed: Option<Error>,
+}
+
+/// An open store.
+pub struct Store {
+    dir: PathBuf,
+    config: StoreConfig,
+    journal: Journal,
+    live: Mutex<Live>,
+    since_checkpoint: AtomicU64,
+    checkpointing: Mutex<()>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `dir`: the journal, then the index from its
+    /// checkpoint and the journal after it.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(Store, IndexRecovery)> {
+        let dir = dir.as_ref().to_path_buf();
+        let journal = Journal::open(&dir, config.journal)?;
+        let (state, recovery) = checkpoint::recover(&dir, &journal)?;
+        let store = Store {
+            dir,
+            config,
+            journal,
+            live: Mutex::new(Live {
+                state,
+                failed: None,
+            }),
+            since_checkpoint: AtomicU64::new(recovery.replay.records),
+            checkpointing: Mutex::new(()),
+        };
+        Ok((store, recovery))
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Live> {
+        // Every critical section applies a whole command or nothing (apply cannot fail
+        // half-way), so a poisoned lock is taken over.
+        self.live.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records `command`: appends it and applies it to the index, in journal order. With
+    /// `durable`, returns once its record is on disk.
+    pub fn record(&self, command: &JournalCommand, durable: bool) -> Result<Location> {
+        let bytes = command.encode();
+        let (location, ticket) = {
+            let mut live = self.lock();
+            if let Some(e) = &live.failed {
+                return Err(e.clone());
+            }
+            let (location, ticket) = self.journal.append_deferred(&bytes)?;
+            live.state.apply(command, location);
+            (location, ticket)
+        };
+        if durable {
+            if let Err(e) = self.journal.wait_durable(&ticket) {
+                return Err(self.fail(e));
+            }
+        }
+        let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.config.checkpoint_every > 0 && n >= self.config.checkpoint_every {
+            self.checkpoint()?;
+        }
+        Ok(location)
+    }
+
+    /// Stops the store after a change it applied could not be made durable.
+    fn fail(&self, e: Error) -> Error {
+        let stopped = Error::new(
+            e.code(),
+            format!(
+                "store {} stopped: a change could not be made durable ({}); reopen it to recover",
+                self.dir.display(),
+                e.message()
+            ),
+        );
+        self.lock().failed.get_or_insert(stopped).clone()
+    }
+
+    /// Runs `f` on the index.
+    pub fn read_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        f(&self.lock().state)
+    }
+
+    /// The message body (OpenWire bytes) of the add or update command recorded at `location`.
+    pub fn message_body(&self, location: Location) -> Result<Vec<u8>> {
+        let data = self.journal.read(location)?;
+        let add = match JournalCommand::decode(&data)? {
+            JournalCommand::AddMessage(a) => a,
+            JournalCommand::UpdateMessage(u) => u.message.ok_or_else(|| {
+                Error::new(
+                    ErrorCode::Corrupt,
+                    format!("the update at {location} carries no message"),
+                )
+            })?,
+            other => {
+                return Err(Error::new(
+                    ErrorCode::InvalidLocation,
+                    format!(
+                        "the record at {location} is a {:?} command, not a message",
+                        other.known_entry_type()
+                    ),
+                ))
+            }
+        };
+        add.message.ok_or_else(|| {
+            Error::new(
+                ErrorCode::Corrupt,
+                format!("the message at {location} has no body"),
+            )
+        })
+    }
+
+    /// Writes a checkpoint of the index now (one at a time; changes go on meanwhile).
+    pub fn checkpoint(&self) -> Result<()> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        let (body, last) = {
+            let live = self.lock();
+            if let Some(e) = &live.failed {
+                return Err(e.clone());
+            }
+            self.since_checkpoint.store(0, Ordering::Relaxed);
+            (
+                checkpoint::encode_state(&live.state),
+                live.state.last_applied(),
+            )
+        };
+        if let Err(e) = checkpoint::write_encoded(&self.dir, &self.journal, &body, last) {
+            // A failed journal sync means applied changes may not be on disk.
+            return Err(
+                if e.code() == ErrorCode::Io || e.code() == ErrorCode::NoSpace {
+                    self.fail(e)
+                } else {
+                    e
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// Checkpoints (unless the store has stopped) and closes the journal.
+    pub fn close(&self) -> Result<()> {
+        let failed = self.lock().failed.clone();
+        let checkpointed = match failed {
+            Some(_) => Ok(()),
+            None => match self.checkpoint() {
+                Err(e) if e.code() == ErrorCode::Closed => Ok(()),
+                other => other,
+            },
+        };
+        let closed = self.journal.close();
+        checkpointed.and(closed)
+    }
+}
