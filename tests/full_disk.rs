@@ -130,3 +130,67 @@ fn full_disk_fails_affected_appends_and_recovers() {
         j.close().unwrap();
     }
 }
+
+#[test]
+fn a_store_stops_when_a_change_it_applied_is_lost() {
+    use kahadb::store::codec::*;
+    use kahadb::store::{Store, StoreConfig};
+    if !is_root() {
+        eprintln!("full_disk store test skipped: mounting a tmpfs needs root");
+        return;
+    }
+    let fs_ = Tmpfs::mount("4m").expect("mounting a 4 MiB tmpfs (running as root)");
+    let dir = fs_.0.join("store");
+    let config = StoreConfig {
+        journal: JournalConfig {
+            max_file_length: 1 << 20,
+            max_batch_size: 256 << 10,
+            preallocation: Preallocation::None,
+            ..JournalConfig::default()
+        },
+        checkpoint_every: 0,
+    };
+    let (store, _) = Store::open(&dir, config).unwrap();
+    let tx = KahaTransactionInfo::local(KahaLocalTransactionId::new("ID:c", 1));
+    let q = KahaDestination::new(DestinationType::Queue, "q");
+    store
+        .record(
+            &KahaAddMessageCommand {
+                destination: Some(q.clone()),
+                message_id: Some("ID:before".into()),
+                message: Some(vec![1; 100]),
+                ..Default::default()
+            }
+            .into(),
+            true,
+        )
+        .unwrap();
+    let filler = fill(&fs_.0);
+    // A transactional add that is not waited on: its write fails on the full disk.
+    let _ = store.record(
+        &KahaAddMessageCommand {
+            transaction_info: Some(tx.clone()),
+            destination: Some(q),
+            message_id: Some("ID:lost".into()),
+            message: Some(vec![2; 200_000]),
+            ..Default::default()
+        }
+        .into(),
+        false,
+    );
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    fs::remove_file(&filler).unwrap();
+    // The commit itself could be written now, but what it commits was lost: refused.
+    let commit = store.record(
+        &KahaCommitCommand {
+            transaction_info: Some(tx),
+        }
+        .into(),
+        true,
+    );
+    let e = commit.expect_err("a commit of lost operations must not be reported durable");
+    assert!(e.message().contains("stopped"), "{e}");
+    // And everything after fails until a reopen.
+    let again = store.record(&KahaTraceCommand::default().into(), true);
+    assert!(again.is_err());
+}

@@ -288,3 +288,38 @@ fn a_corrupt_record_fails_the_replay_with_its_location() {
     assert_eq!(e.code(), kahadb::ErrorCode::Corrupt);
     assert!(e.message().contains("journal record at 1:"), "{e}");
 }
+
+#[test]
+fn last_unsubscribe_drops_the_topic_and_unknown_ones_create_nothing() {
+    let t = DestKey::new(DestinationType::Topic, "t");
+    let u = DestKey::new(DestinationType::Topic, "u");
+    let (state, _) = replay(&[
+        subscribe(topic("t"), "a", false),
+        add(topic("t"), "m1", None),
+        unsubscribe(topic("t"), "a"),
+        unsubscribe(topic("u"), "nobody"),
+    ]);
+    assert!(state.destination(&t).is_none());
+    assert!(state.destination(&u).is_none());
+}
+
+#[test]
+fn updates_adjust_sizes_and_empty_prepares_are_not_recovered() {
+    let q = DestKey::new(DestinationType::Queue, "q");
+    let update: JournalCommand = KahaUpdateMessageCommand {
+        message: Some(KahaAddMessageCommand {
+            destination: Some(queue("q")),
+            message_id: Some("m1".into()),
+            message: Some(vec![0u8; 1000]),
+            ..Default::default()
+        }),
+    }
+    .into();
+    let (state, _) = replay(&[
+        add(queue("q"), "m1", None),
+        update,
+        outcome("prepare", xa(9)), // a prepare with no operations
+    ]);
+    assert_eq!(state.destination(&q).unwrap().message_bytes(), 1000);
+    assert!(state.prepared().is_empty());
+}

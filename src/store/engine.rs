@@ -43,6 +43,9 @@ struct Live {
     state: State,
     /// Set when a change applied to the index could not be made durable.
     failed: Option<Error>,
+    /// The journal's failed-batch count when the store opened: any batch failing after that
+    /// may have held a change the index depends on.
+    failed_batches: u64,
 }
 
 /// An open store.
@@ -62,6 +65,7 @@ impl Store {
         let dir = dir.as_ref().to_path_buf();
         let journal = Journal::open(&dir, config.journal)?;
         let (state, recovery) = checkpoint::recover(&dir, &journal)?;
+        let failed_batches = journal.stats().failed_batches;
         let store = Store {
             dir,
             config,
@@ -69,6 +73,7 @@ impl Store {
             live: Mutex::new(Live {
                 state,
                 failed: None,
+                failed_batches,
             }),
             since_checkpoint: AtomicU64::new(recovery.replay.records),
             checkpointing: Mutex::new(()),
@@ -90,25 +95,61 @@ impl Store {
     /// `durable`, returns once its record is on disk.
     pub fn record(&self, command: &JournalCommand, durable: bool) -> Result<Location> {
         let bytes = command.encode();
-        let (location, ticket) = {
+        let (location, ticket, baseline) = {
             let mut live = self.lock();
             if let Some(e) = &live.failed {
                 return Err(e.clone());
             }
+            self.check_journal(&mut live)?;
             let (location, ticket) = self.journal.append_deferred(&bytes)?;
             live.state.apply(command, location);
-            (location, ticket)
+            (location, ticket, live.failed_batches)
         };
         if durable {
             if let Err(e) = self.journal.wait_durable(&ticket) {
                 return Err(self.fail(e));
             }
+            // This record is durable, but an earlier one it may depend on (a transaction's
+            // operations before its commit, say) could have failed: then stop.
+            if self.journal.stats().failed_batches > baseline {
+                return Err(self.fail(Error::new(ErrorCode::Io, "an earlier journal write failed")));
+            }
         }
         let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
         if self.config.checkpoint_every > 0 && n >= self.config.checkpoint_every {
-            self.checkpoint()?;
+            self.maybe_checkpoint();
         }
         Ok(location)
+    }
+
+    /// Stops the store if a journal batch failed since it opened.
+    fn check_journal(&self, live: &mut Live) -> Result<()> {
+        if self.journal.stats().failed_batches > live.failed_batches {
+            let e = Error::new(
+                ErrorCode::Io,
+                format!(
+                    "store {} stopped: a journal write failed, so the index may hold a change the disk does not; reopen it to recover",
+                    self.dir.display()
+                ),
+            );
+            live.failed = Some(e.clone());
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// An automatic checkpoint: one thread at a time, skipped if another is running; its
+    /// failure is logged, never reported to the change that triggered it (which succeeded).
+    fn maybe_checkpoint(&self) {
+        let Ok(_one) = self.checkpointing.try_lock() else {
+            return;
+        };
+        if self.since_checkpoint.load(Ordering::Relaxed) < self.config.checkpoint_every {
+            return; // another thread just wrote one
+        }
+        if let Err(e) = self.checkpoint_locked() {
+            log::warn!("store {}: checkpoint failed: {e}", self.dir.display());
+        }
     }
 
     /// Stops the store after a change it applied could not be made durable.
@@ -161,28 +202,33 @@ impl Store {
     /// Writes a checkpoint of the index now (one at a time; changes go on meanwhile).
     pub fn checkpoint(&self) -> Result<()> {
         let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_locked()
+    }
+
+    fn checkpoint_locked(&self) -> Result<()> {
         let (body, last) = {
-            let live = self.lock();
+            let mut live = self.lock();
             if let Some(e) = &live.failed {
                 return Err(e.clone());
             }
+            self.check_journal(&mut live)?;
             self.since_checkpoint.store(0, Ordering::Relaxed);
             (
                 checkpoint::encode_state(&live.state),
                 live.state.last_applied(),
             )
         };
-        if let Err(e) = checkpoint::write_encoded(&self.dir, &self.journal, &body, last) {
-            // A failed journal sync means applied changes may not be on disk.
-            return Err(
-                if e.code() == ErrorCode::Io || e.code() == ErrorCode::NoSpace {
-                    self.fail(e)
-                } else {
-                    e
-                },
-            );
+        // Everything the state holds must be durable first; if the journal cannot vouch for it,
+        // the index may hold a change the disk does not: stop.
+        if let Err(e) = self.journal.sync() {
+            return Err(if e.code() == ErrorCode::Closed {
+                e
+            } else {
+                self.fail(e)
+            });
         }
-        Ok(())
+        // A failure of the checkpoint file itself only costs replay time at the next start.
+        checkpoint::write_encoded(&self.dir, &self.journal, &body, last)
     }
 
     /// Checkpoints (unless the store has stopped) and closes the journal.

@@ -336,12 +336,25 @@ impl State {
                             d.messages.get_mut(&seq)
                         })
                         .map(|m| {
+                            let size = c.message.as_ref().map_or(0, |b| b.len()) as u32;
+                            let old = std::mem::replace(&mut m.size, size);
                             m.location = location;
                             m.priority = c.effective_priority().clamp(0, 9) as u8;
-                        })
-                        .is_some();
-                    if !updated {
-                        self.add(c, location);
+                            (old, size)
+                        });
+                    match updated {
+                        Some((old, new)) => {
+                            if let Some(d) = self.destinations.get_mut(&key) {
+                                d.bytes = d.bytes - u64::from(old) + u64::from(new);
+                            }
+                        }
+                        // Not stored: the update stores it (outside any transaction, as
+                        // KahaDB does).
+                        None => self
+                            .destinations
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(&key, c, location),
                     }
                     true
                 }
@@ -363,9 +376,11 @@ impl State {
                 true
             }
             JournalCommand::Prepare(c) => {
+                // Only a transaction with operations becomes prepared (as in KahaDB).
                 if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
-                    let ops = self.inflight.remove(&tx).unwrap_or_default();
-                    self.prepared.entry(tx).or_default().extend(ops);
+                    if let Some(ops) = self.inflight.remove(&tx) {
+                        self.prepared.entry(tx).or_default().extend(ops);
+                    }
                 }
                 true
             }
@@ -389,33 +404,40 @@ impl State {
             JournalCommand::Subscription(c) => {
                 let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
                 let sub_key = c.subscription_key.clone().unwrap_or_default();
-                let dest = self.destinations.entry(key).or_default();
-                match &c.subscription_info {
-                    Some(info) => {
-                        let retroactive = c.retroactive.unwrap_or(false);
-                        // A re-subscription replaces the old one and starts afresh.
+                let Some(info) = &c.subscription_info else {
+                    // Unsubscribe; the destination goes with its last subscription (KahaDB).
+                    if let Some(dest) = self.destinations.get_mut(&key) {
                         dest.unsubscribe(&sub_key);
-                        let pending: BTreeSet<u64> = if retroactive {
-                            dest.messages.keys().copied().collect()
-                        } else {
-                            BTreeSet::new()
-                        };
-                        for seq in &pending {
-                            if let Some(m) = dest.messages.get_mut(seq) {
-                                m.refs += 1;
-                            }
+                        if dest.subscriptions.is_empty() {
+                            self.destinations.remove(&key);
                         }
-                        dest.subscriptions.insert(
-                            sub_key,
-                            Subscription {
-                                info: info.clone(),
-                                retroactive,
-                                location,
-                                pending,
-                            },
-                        );
                     }
-                    None => dest.unsubscribe(&sub_key),
+                    return true;
+                };
+                let dest = self.destinations.entry(key).or_default();
+                {
+                    let retroactive = c.retroactive.unwrap_or(false);
+                    // A re-subscription replaces the old one and starts afresh.
+                    dest.unsubscribe(&sub_key);
+                    let pending: BTreeSet<u64> = if retroactive {
+                        dest.messages.keys().copied().collect()
+                    } else {
+                        BTreeSet::new()
+                    };
+                    for seq in &pending {
+                        if let Some(m) = dest.messages.get_mut(seq) {
+                            m.refs += 1;
+                        }
+                    }
+                    dest.subscriptions.insert(
+                        sub_key,
+                        Subscription {
+                            info: info.clone(),
+                            retroactive,
+                            location,
+                            pending,
+                        },
+                    );
                 }
                 true
             }
