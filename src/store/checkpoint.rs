@@ -117,20 +117,7 @@ pub fn recover(dir: &Path, journal: &Journal) -> Result<(State, IndexRecovery)> 
             dir.display()
         );
     }
-    let mut cursor = journal.cursor(rec.checkpoint);
-    while let Some((location, data)) = cursor.next_record()? {
-        let command = JournalCommand::decode(&data).map_err(|e| {
-            Error::new(
-                e.code(),
-                format!("journal record at {location}: {}", e.message()),
-            )
-        })?;
-        rec.replay.records += 1;
-        if !state.apply(&command, location) {
-            rec.replay.ignored += 1;
-        }
-    }
-    rec.replay.rolled_back_in_doubt = state.finish_replay();
+    rec.replay = state.replay_after(journal, rec.checkpoint)?;
     Ok((state, rec))
 }
 

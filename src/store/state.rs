@@ -507,8 +507,19 @@ impl State {
     /// Rebuilds the state from every record of `journal`, in order.
     pub fn replay(journal: &Journal) -> Result<(State, ReplayReport)> {
         let mut state = State::default();
+        let report = state.replay_after(journal, None)?;
+        Ok((state, report))
+    }
+
+    /// Applies every record of `journal` after `after` (all of them for `None`), then ends the
+    /// replay (`finish_replay`).
+    pub fn replay_after(
+        &mut self,
+        journal: &Journal,
+        after: Option<Location>,
+    ) -> Result<ReplayReport> {
         let mut report = ReplayReport::default();
-        let mut cursor = journal.cursor(None);
+        let mut cursor = journal.cursor(after);
         while let Some((location, data)) = cursor.next_record()? {
             let command = JournalCommand::decode(&data).map_err(|e| {
                 crate::error::Error::new(
@@ -517,12 +528,12 @@ impl State {
                 )
             })?;
             report.records += 1;
-            if !state.apply(&command, location) {
+            if !self.apply(&command, location) {
                 report.ignored += 1;
             }
         }
-        report.rolled_back_in_doubt = state.finish_replay();
-        Ok((state, report))
+        report.rolled_back_in_doubt = self.finish_replay();
+        Ok(report)
     }
 }
 
