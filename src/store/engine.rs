@@ -48,6 +48,34 @@ struct Live {
     failed_batches: u64,
 }
 
+/// The index, locked, and the journal, for one [`Store::write`] call.
+pub struct Writer<'a> {
+    journal: &'a Journal,
+    state: &'a mut State,
+    ticket: Option<crate::journal::Ticket>,
+    count: u64,
+    scratch: Vec<u8>,
+}
+
+impl Writer<'_> {
+    /// The index as it stands (including what this call recorded so far).
+    pub fn state(&self) -> &State {
+        self.state
+    }
+
+    /// Appends `command` to the journal (queued; durable when the call returns with `durable`)
+    /// and applies it to the index.
+    pub fn record(&mut self, command: &JournalCommand) -> Result<Location> {
+        self.scratch.clear();
+        command.encode_into(&mut self.scratch);
+        let (location, ticket) = self.journal.append_deferred(&self.scratch)?;
+        self.state.apply(command, location);
+        self.ticket = Some(ticket);
+        self.count += 1;
+        Ok(location)
+    }
+}
+
 /// An open store.
 pub struct Store {
     dir: PathBuf,
@@ -94,32 +122,56 @@ impl Store {
     /// Records `command`: appends it and applies it to the index, in journal order. With
     /// `durable`, returns once its record is on disk.
     pub fn record(&self, command: &JournalCommand, durable: bool) -> Result<Location> {
-        let bytes = command.encode();
-        let (location, ticket, baseline) = {
+        self.write(durable, |w| w.record(command))
+    }
+
+    /// Runs `f` with the index locked: every command it records is appended and applied at
+    /// once, so the commands of one call are contiguous in the journal and the index never shows
+    /// half of them to another caller. With `durable`, returns once the last record is on disk
+    /// (and so every record before it). The lock is not held while waiting for the disk.
+    pub fn write<R>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
+    ) -> Result<R> {
+        let (result, ticket, baseline, count) = {
             let mut live = self.lock();
             if let Some(e) = &live.failed {
                 return Err(e.clone());
             }
             self.check_journal(&mut live)?;
-            let (location, ticket) = self.journal.append_deferred(&bytes)?;
-            live.state.apply(command, location);
-            (location, ticket, live.failed_batches)
+            let baseline = live.failed_batches;
+            let mut w = Writer {
+                journal: &self.journal,
+                state: &mut live.state,
+                ticket: None,
+                count: 0,
+                scratch: Vec::new(),
+            };
+            let result = f(&mut w);
+            (result, w.ticket, baseline, w.count)
         };
         if durable {
-            if let Err(e) = self.journal.wait_durable(&ticket) {
-                return Err(self.fail(e));
-            }
-            // This record is durable, but an earlier one it may depend on (a transaction's
-            // operations before its commit, say) could have failed: then stop.
-            if self.journal.stats().failed_batches > baseline {
-                return Err(self.fail(Error::new(ErrorCode::Io, "an earlier journal write failed")));
+            if let Some(ticket) = &ticket {
+                if let Err(e) = self.journal.wait_durable(ticket) {
+                    return Err(self.fail(e));
+                }
+                // This record is durable, but an earlier one it may depend on (a transaction's
+                // operations before its commit, say) could have failed: then stop.
+                if self.journal.stats().failed_batches > baseline {
+                    return Err(
+                        self.fail(Error::new(ErrorCode::Io, "an earlier journal write failed"))
+                    );
+                }
             }
         }
-        let n = self.since_checkpoint.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.config.checkpoint_every > 0 && n >= self.config.checkpoint_every {
-            self.maybe_checkpoint();
+        if count > 0 {
+            let n = self.since_checkpoint.fetch_add(count, Ordering::Relaxed) + count;
+            if self.config.checkpoint_every > 0 && n >= self.config.checkpoint_every {
+                self.maybe_checkpoint();
+            }
         }
-        Ok(location)
+        result
     }
 
     /// Stops the store if a journal batch failed since it opened.
