@@ -11,6 +11,8 @@
 pub mod checkpoint;
 pub mod codec;
 pub mod engine;
+pub mod ops;
 pub mod state;
 
-pub use engine::{Store, StoreConfig};
+pub use engine::{Store, StoreConfig, Writer};
+pub use ops::{Added, PreparedTx, ReadMessage, ReadRequest, Removed, TxOutcome, TxRequest};

@@ -107,6 +107,19 @@ pub struct Destination {
     by_id: HashMap<String, u64>,
     subscriptions: BTreeMap<String, Subscription>,
     bytes: u64,
+    /// Stored messages per priority lane (see [`lane_of`]).
+    lanes: [u64; 3],
+}
+
+/// The priority lane KahaDB files a message under: 0 high (priority above 4), 1 default (4, and
+/// every message of a destination without priority support), 2 low (below 4). Batches read the
+/// lanes in that order, each in sequence order.
+pub fn lane_of(priority: u8) -> usize {
+    match priority {
+        p if p > 4 => 0,
+        4 => 1,
+        _ => 2,
+    }
 }
 
 impl Destination {
@@ -148,12 +161,17 @@ impl Destination {
             .map(|(seq, m)| (m.message_id.clone(), *seq))
             .collect();
         let bytes = messages.values().map(|m| u64::from(m.size)).sum();
+        let mut lanes = [0u64; 3];
+        for m in messages.values() {
+            lanes[lane_of(m.priority)] += 1;
+        }
         Destination {
             next_seq,
             messages,
             by_id,
             subscriptions,
             bytes,
+            lanes,
         }
     }
 
@@ -179,12 +197,14 @@ impl Destination {
         };
         self.by_id.insert(message_id.clone(), seq);
         self.bytes += u64::from(size);
+        let priority = cmd.effective_priority().clamp(0, 9) as u8;
+        self.lanes[lane_of(priority)] += 1;
         self.messages.insert(
             seq,
             StoredMessage {
                 message_id,
                 location,
-                priority: cmd.effective_priority().clamp(0, 9) as u8,
+                priority,
                 size,
                 refs,
             },
@@ -195,7 +215,37 @@ impl Destination {
         let m = self.messages.remove(&seq)?;
         self.by_id.remove(&m.message_id);
         self.bytes -= u64::from(m.size);
+        self.lanes[lane_of(m.priority)] -= 1;
         Some(m)
+    }
+
+    /// The stored message with this sequence.
+    pub fn message(&self, seq: u64) -> Option<&StoredMessage> {
+        self.messages.get(&seq)
+    }
+
+    /// Stored messages in one lane with a sequence in `range`, in sequence order.
+    pub fn lane_messages(
+        &self,
+        lane: usize,
+        range: std::ops::Range<u64>,
+    ) -> impl Iterator<Item = (u64, &StoredMessage)> {
+        let empty = self.lanes.get(lane).copied().unwrap_or(0) == 0 || range.is_empty();
+        let all_in_lane = self.lanes.get(lane).copied().unwrap_or(0) == self.messages.len() as u64;
+        let iter = if empty {
+            None
+        } else {
+            Some(self.messages.range(range))
+        };
+        iter.into_iter()
+            .flatten()
+            .filter(move |(_, m)| all_in_lane || lane_of(m.priority) == lane)
+            .map(|(s, m)| (*s, m))
+    }
+
+    /// How many stored messages each lane holds.
+    pub fn lane_counts(&self) -> [u64; 3] {
+        self.lanes
     }
 
     /// A queue consumer's ack, or (with a key) one subscription's.
@@ -260,7 +310,7 @@ pub enum TxOp {
 }
 
 /// The whole index.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct State {
     destinations: BTreeMap<DestKey, Destination>,
     /// Transactions with operations but no outcome yet.
@@ -269,7 +319,24 @@ pub struct State {
     prepared: BTreeMap<TxKey, Vec<TxOp>>,
     /// The last record applied.
     last_applied: Option<Location>,
+    /// Producer audit: the highest producer sequence stored per producer id (from the message
+    /// ids, `<producer id>:<sequence>`). Not part of checkpoints: rebuilt from the stored
+    /// messages when one is loaded, then from the records replayed after it.
+    producers: HashMap<String, i64>,
 }
+
+/// States are equal when they hold the same destinations, transactions and position; the
+/// producer audit is a cache and does not count.
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.destinations == other.destinations
+            && self.inflight == other.inflight
+            && self.prepared == other.prepared
+            && self.last_applied == other.last_applied
+    }
+}
+
+impl Eq for State {}
 
 /// What a replay saw.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -302,11 +369,43 @@ impl State {
         prepared: BTreeMap<TxKey, Vec<TxOp>>,
         last_applied: Option<Location>,
     ) -> State {
-        State {
+        let mut state = State {
             destinations,
             inflight,
             prepared,
             last_applied,
+            producers: HashMap::new(),
+        };
+        let ids: Vec<String> = state
+            .destinations
+            .values()
+            .flat_map(|d| d.messages.values().map(|m| m.message_id.clone()))
+            .collect();
+        for id in ids {
+            state.audit(&id);
+        }
+        state
+    }
+
+    /// The highest producer sequence stored for `producer_id`, or -1.
+    pub fn last_producer_sequence(&self, producer_id: &str) -> i64 {
+        self.producers.get(producer_id).copied().unwrap_or(-1)
+    }
+
+    fn audit(&mut self, message_id: &str) {
+        if let Some((producer, seq)) = message_id.rsplit_once(':') {
+            if let Ok(seq) = seq.parse::<i64>() {
+                match self.producers.get_mut(producer) {
+                    Some(v) => *v = (*v).max(seq),
+                    None => {
+                        // Bounded: producers come and go; the broker only asks about recent ones.
+                        if self.producers.len() >= 65_536 {
+                            self.producers.clear();
+                        }
+                        self.producers.insert(producer.to_owned(), seq);
+                    }
+                }
+            }
         }
     }
 
@@ -339,13 +438,16 @@ impl State {
                             let size = c.message.as_ref().map_or(0, |b| b.len()) as u32;
                             let old = std::mem::replace(&mut m.size, size);
                             m.location = location;
-                            m.priority = c.effective_priority().clamp(0, 9) as u8;
-                            (old, size)
+                            let new_priority = c.effective_priority().clamp(0, 9) as u8;
+                            let old_priority = std::mem::replace(&mut m.priority, new_priority);
+                            (old, size, old_priority, new_priority)
                         });
                     match updated {
-                        Some((old, new)) => {
+                        Some((old, new, old_priority, new_priority)) => {
                             if let Some(d) = self.destinations.get_mut(&key) {
                                 d.bytes = d.bytes - u64::from(old) + u64::from(new);
+                                d.lanes[lane_of(old_priority)] -= 1;
+                                d.lanes[lane_of(new_priority)] += 1;
                             }
                         }
                         // Not stored: the update stores it (outside any transaction, as
@@ -452,6 +554,9 @@ impl State {
     }
 
     fn add(&mut self, c: &KahaAddMessageCommand, location: Location) -> bool {
+        if let Some(id) = &c.message_id {
+            self.audit(id);
+        }
         match c.transaction_info.as_ref().and_then(TxKey::of) {
             Some(tx) => self.inflight.entry(tx).or_default().push(TxOp::Add {
                 command: c.clone(),
