@@ -97,6 +97,8 @@ impl<T> Registry<T> {
 pub static JOURNALS: Lazy<Registry<Journal>> = Lazy::new(|| Registry::new(0x4a, "journal"));
 /// Open journal cursors (a cursor is used by one caller at a time, hence the mutex).
 pub static CURSORS: Lazy<Registry<Mutex<Cursor>>> = Lazy::new(|| Registry::new(0x43, "cursor"));
+/// Open stores.
+pub static STORES: Lazy<Registry<crate::store::Store>> = Lazy::new(|| Registry::new(0x53, "store"));
 
 #[cfg(test)]
 mod tests {

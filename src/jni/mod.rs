@@ -38,6 +38,7 @@
 //! ```
 
 mod error;
+mod store;
 
 use std::path::PathBuf;
 use std::sync::Arc;

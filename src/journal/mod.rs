@@ -7,7 +7,7 @@
 //! the last batch whose checksum holds, and whatever follows it is discarded.
 
 mod cursor;
-mod files;
+pub(crate) mod files;
 pub mod format;
 mod recovery;
 mod writer;
@@ -424,11 +424,22 @@ pub struct Journal {
 impl Journal {
     /// Opens (creating if needed) the journal in `dir` and recovers it.
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<Journal> {
+        Self::open_with(dir, config, |_| Ok(()))
+    }
+
+    /// Opens the journal like [`Journal::open`], running `prepare` on the directory once it is
+    /// locked and before anything in it is read (to clear it, say).
+    pub fn open_with(
+        dir: impl AsRef<Path>,
+        config: JournalConfig,
+        prepare: impl FnOnce(&Path) -> Result<()>,
+    ) -> Result<Journal> {
         config.validate()?;
         let dir = dir.as_ref().to_path_buf();
         std::fs::create_dir_all(&dir)
             .map_err(|e| Error::io(format!("creating directory {}", dir.display()), &e))?;
         let lock = files::DirLock::acquire(&dir)?;
+        prepare(&dir)?;
         let recovered = recovery::recover(&dir, &config)?;
         let report = recovered.report.clone();
         if !report.corrupt_ranges.is_empty() || report.discarded_tail_bytes > 0 {

@@ -28,6 +28,9 @@ pub struct StoreConfig {
     /// Write a checkpoint after this many journal commands (0: only on request and at close).
     /// Restart replays at most about this many records. Default 100,000.
     pub checkpoint_every: u64,
+    /// Delete every data file and the index before opening (ActiveMQ's
+    /// `deleteAllMessagesOnStartup`). Default false.
+    pub delete_all: bool,
 }
 
 impl Default for StoreConfig {
@@ -35,6 +38,7 @@ impl Default for StoreConfig {
         StoreConfig {
             journal: JournalConfig::default(),
             checkpoint_every: 100_000,
+            delete_all: false,
         }
     }
 }
@@ -46,6 +50,36 @@ struct Live {
     /// The journal's failed-batch count when the store opened: any batch failing after that
     /// may have held a change the index depends on.
     failed_batches: u64,
+}
+
+/// Deletes a store's data files and index files (the directory is locked by the caller).
+fn delete_contents(dir: &Path) -> Result<()> {
+    let mut removed = 0usize;
+    for id in crate::journal::files::list_data_files(dir)? {
+        let path = crate::journal::files::data_file_path(dir, id);
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("deleting {}", path.display()), &e))?;
+        removed += 1;
+    }
+    for name in [
+        checkpoint::INDEX_FILE,
+        "kahadb-rs.index.tmp",
+        "db.data",
+        "db.redo",
+        "db.free",
+    ] {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("deleting {}", path.display()), &e)),
+        }
+    }
+    log::info!(
+        "store {}: deleted all messages ({removed} data files)",
+        dir.display()
+    );
+    Ok(())
 }
 
 /// The index, locked, and the journal, for one [`Store::write`] call.
@@ -91,7 +125,11 @@ impl Store {
     /// checkpoint and the journal after it.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(Store, IndexRecovery)> {
         let dir = dir.as_ref().to_path_buf();
-        let journal = Journal::open(&dir, config.journal)?;
+        let journal = if config.delete_all {
+            Journal::open_with(&dir, config.journal, delete_contents)?
+        } else {
+            Journal::open(&dir, config.journal)?
+        };
         let (state, recovery) = checkpoint::recover(&dir, &journal)?;
         let failed_batches = journal.stats().failed_batches;
         let store = Store {

@@ -12,6 +12,7 @@ pub mod checkpoint;
 pub mod codec;
 pub mod engine;
 pub mod ops;
+pub mod packed;
 pub mod state;
 
 pub use engine::{Store, StoreConfig, Writer};

@@ -270,17 +270,19 @@ impl Store {
         message_id: &str,
         priority: i32,
         prioritized: bool,
-        body: &[u8],
+        body: impl Into<Vec<u8>>,
         sync: bool,
     ) -> Result<Added> {
         check_name(destination)?;
         check_id(message_id)?;
+        let body = body.into();
+        let size = body.len() as u32;
         let command = JournalCommand::AddMessage(add_command(
             destination,
             message_id,
             priority,
             prioritized,
-            body.to_vec(),
+            body,
             None,
         ));
         self.write(sync, |w| {
@@ -292,7 +294,7 @@ impl Store {
                 // A duplicate: KahaDB journals it and ignores it on replay; we skip the write.
                 return Ok(Added {
                     sequence: None,
-                    size: body.len() as u32,
+                    size,
                 });
             }
             record_add(w, &command, destination, message_id)
@@ -308,7 +310,7 @@ impl Store {
         message_id: &str,
         priority: i32,
         prioritized: bool,
-        body: &[u8],
+        body: impl Into<Vec<u8>>,
         sync: bool,
     ) -> Result<Added> {
         check_name(destination)?;
@@ -319,7 +321,7 @@ impl Store {
                 message_id,
                 priority,
                 prioritized,
-                body.to_vec(),
+                body.into(),
                 None,
             )),
         });
@@ -788,6 +790,13 @@ impl Store {
                 })
                 .unwrap_or_default()
         })
+    }
+
+    /// Bytes the store's data files take (each data file counted at its full, preallocated
+    /// length). Cheap: no I/O.
+    pub fn disk_usage(&self) -> u64 {
+        let files = self.journal().data_file_ids().len() as u64;
+        files * u64::from(self.journal().config().max_file_length)
     }
 
     /// The highest producer sequence stored for a producer, or -1.
