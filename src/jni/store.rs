@@ -220,11 +220,14 @@ pub extern "system" fn Java_dev_kahadb_Store_remove0<'local>(
             let store = store(handle)?;
             let d = dest(env, kind, &destination)?;
             let id = string(env, &message_id, "messageId")?;
-            let r = match string_opt(env, &subscription)? {
-                None => store.remove_message(&d, &id, sync)?,
-                Some(sub) => store.acknowledge(&d, &sub, &id, sync)?,
-            };
-            Ok(removed_value(r))
+            match string_opt(env, &subscription)? {
+                // A queue remove always deletes: just the size.
+                None => {
+                    let r = store.remove_message(&d, &id, sync)?;
+                    Ok(if r.found { jlong::from(r.size) } else { -1 })
+                }
+                Some(sub) => Ok(removed_value(store.acknowledge(&d, &sub, &id, sync)?)),
+            }
         })
         .resolve::<ThrowKahaDb>()
 }
