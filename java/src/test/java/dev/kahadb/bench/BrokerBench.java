@@ -172,10 +172,15 @@ public final class BrokerBench {
         }
 
         @Override
-        public void close() throws Exception {
+        public void close() throws IOException {
             if (process.isAlive()) {
                 command("stop", "stopped");
-                process.waitFor(60, TimeUnit.SECONDS);
+                try {
+                    process.waitFor(60, TimeUnit.SECONDS);
+                } catch (InterruptedException e) {
+                    Thread.currentThread().interrupt();
+                    throw new IOException("interrupted while the broker stopped", e);
+                }
             }
         }
 
