@@ -88,11 +88,89 @@
 // `preallocation`: grow data files as they are written.
 #define KAHADB_PREALLOC_NONE 2
 
+// Destination type: a queue.
+#define KAHADB_DEST_QUEUE 0
+
+// Destination type: a topic (messages are kept for its durable subscriptions).
+#define KAHADB_DEST_TOPIC 1
+
+// Destination type: a temporary queue.
+#define KAHADB_DEST_TEMP_QUEUE 2
+
+// Destination type: a temporary topic.
+#define KAHADB_DEST_TEMP_TOPIC 3
+
+// Packed transaction id, first byte: a local transaction,
+// `u8 KAHADB_TX_LOCAL, string connection id, i64 transaction id`.
+#define KAHADB_TX_LOCAL 0
+
+// Packed transaction id, first byte: an XA transaction,
+// `u8 KAHADB_TX_XA, i32 format id, bytes global transaction id, bytes branch qualifier`.
+#define KAHADB_TX_XA 1
+
+// Packed operation, first byte: store a message,
+// `u8 KAHADB_OP_ADD, u8 destination type, string destination name, string message id,
+// i32 priority, u8 prioritized (0 or 1), bytes body`.
+// Also the `kind` of a `kahadb_tx_outcome` for such an operation.
+#define KAHADB_OP_ADD 1
+
+// Packed operation, first byte: a queue remove or a topic acknowledgement,
+// `u8 KAHADB_OP_REMOVE, u8 destination type, string destination name, string message id,
+// bytes? subscription key (UTF-8; none for a queue), bytes? ack` (`ack`: the broker's
+// marshalled `MessageAck`, kept only for XA transactions, for their recovery).
+// Also the `kind` of a `kahadb_tx_outcome` for such an operation.
+#define KAHADB_OP_REMOVE 2
+
+// Priority lane of a message read back (`kahadb_store_read`): priorities 5 to 9.
+#define KAHADB_LANE_HIGH 0
+
+// Priority lane: priority 4, and every message stored with `prioritized` false.
+#define KAHADB_LANE_DEFAULT 1
+
+// Priority lane: priorities 0 to 3.
+#define KAHADB_LANE_LOW 2
+
 // A journal cursor (opaque).
 typedef struct kahadb_cursor kahadb_cursor;
 
 // An open journal (opaque).
 typedef struct kahadb_journal kahadb_journal;
+
+// An open message store (opaque): a KahaDB-compatible journal and its index in one directory,
+// safe to use from any number of threads at once.
+//
+// Arguments: strings are NUL-terminated UTF-8 (invalid UTF-8 gives
+// `KAHADB_ERR_INVALID_ARGUMENT`); a destination is a type (`KAHADB_DEST_*`, anything else is
+// `KAHADB_ERR_INVALID_ARGUMENT`) and a non-empty name; message ids and subscription keys are
+// non-empty. A query's output pointers are required (NULL gives `KAHADB_ERR_NULL_ARGUMENT`);
+// the report of a change (`out_sequence`, `out_removed`, `out_found`, commit outcomes) may be
+// NULL when not wanted. `sync`: return only once the change is durable (as the journal's
+// sync strategy defines).
+//
+// A change whose write fails (IO, NO_SPACE) stops the store: every later change fails until
+// the store is closed and opened again, which recovers what is on disk.
+//
+// Packed buffers. Transactions are passed in, and lists returned, as packed bytes (the same
+// forms the Java binding uses). Integers are big-endian; `string` is an i32 byte length and
+// that many UTF-8 bytes; `bytes` is an i32 length and that many bytes; `bytes?` is the same, or
+// just the i32 -1 for none.
+//
+//   tx id    = u8 KAHADB_TX_LOCAL, string connection id, i64 transaction id
+//            | u8 KAHADB_TX_XA, i32 format id, bytes global id, bytes branch qualifier
+//   ops      = i32 n, n x op
+//   op       = u8 KAHADB_OP_ADD, u8 dest type, string dest name, string message id,
+//                  i32 priority, u8 prioritized, bytes body
+//            | u8 KAHADB_OP_REMOVE, u8 dest type, string dest name, string message id,
+//                  bytes? subscription key, bytes? ack
+//   prepared = i32 n, n x (tx id, ops)
+//   messages = i32 n, n x (i64 sequence, u8 lane, string message id, bytes body)
+//   dests    = i32 n, n x (u8 dest type, string name)
+//   subs     = i32 n, n x (string key, bytes info)
+//
+// A buffer passed in must hold exactly one such value: anything truncated, left over,
+// out of range (a kind, a destination type, a negative length) or not UTF-8 where a string is
+// expected gives `KAHADB_ERR_INVALID_ARGUMENT` and changes nothing.
+typedef struct kahadb_store kahadb_store;
 
 // Journal options. Initialise with `kahadb_journal_options_init`, then change what you need.
 typedef struct {
@@ -115,6 +193,66 @@ typedef struct {
   uint32_t offset;
   uint32_t size;
 } kahadb_location;
+
+// Store options. Initialise with `kahadb_store_options_init`, then change what you need.
+typedef struct {
+  // The journal's options (defaults as `kahadb_journal_options_init` sets them).
+  kahadb_journal_options journal;
+  // Write a checkpoint of the index after this many journal commands (default 100000; 0:
+  // only on `kahadb_store_checkpoint` and at close). A restart replays at most about this
+  // many records.
+  uint64_t checkpoint_every;
+  // Delete every data file and the index when opening, under the directory lock (ActiveMQ's
+  // `deleteAllMessagesOnStartup`). Default false.
+  bool delete_all;
+} kahadb_store_options;
+
+// Which messages `kahadb_store_read` returns. Initialise with `kahadb_read_request_init`
+// (everything), then narrow it. A destination's messages are returned lane by lane (high,
+// default, low; see `KAHADB_LANE_*`), each lane in sequence order.
+typedef struct {
+  // First sequence to consider in the high lane (default 0; negative is invalid).
+  int64_t from_high;
+  // First sequence to consider in the default lane (default 0; negative is invalid).
+  int64_t from_default;
+  // First sequence to consider in the low lane (default 0; negative is invalid).
+  int64_t from_low;
+  // Sequences at or above this are not returned (e.g. messages not yet announced to
+  // consumers); negative: no limit (default -1).
+  int64_t limit;
+  // Return at most this many messages (default SIZE_MAX; 0 returns none).
+  size_t max_count;
+  // Stop once the bodies returned add up to this many bytes; the message that reaches it is
+  // included, so a non-zero value always lets one message through (default SIZE_MAX).
+  size_t max_bytes;
+} kahadb_read_request;
+
+// What a queue remove or a topic acknowledgement did.
+typedef struct {
+  // The message was stored (for an acknowledgement: still pending for that subscription)
+  // and now is not. False if there was nothing to remove (nothing was written).
+  bool found;
+  // The message left the store: always, for a queue remove that found it; for an
+  // acknowledgement, when no other subscription still needs the message.
+  bool deleted;
+  // The message body's size in bytes (0 if not found).
+  uint32_t size;
+} kahadb_removed;
+
+// What one operation of a committed transaction did.
+typedef struct {
+  // `KAHADB_OP_ADD` or `KAHADB_OP_REMOVE`: the operation this reports on.
+  int32_t kind;
+  // Add: the sequence the message got, or -1 if nothing was stored (a duplicate id, or a
+  // topic with no durable subscription). Remove: -1.
+  int64_t sequence;
+  // The body size in bytes: of the added message; of the removed one (0 if not found).
+  uint32_t size;
+  // Remove: as `kahadb_removed.found`. Add: false.
+  bool found;
+  // Remove: as `kahadb_removed.deleted`. Add: false.
+  bool deleted;
+} kahadb_tx_outcome;
 
 #ifdef __cplusplus
 extern "C" {
@@ -180,7 +318,8 @@ int32_t kahadb_journal_read(kahadb_journal *journal,
                             uint8_t **out_data,
                             size_t *out_len);
 
-// Frees a buffer returned by `kahadb_journal_read` or `kahadb_cursor_next`. NULL is ignored.
+// Frees a buffer returned by the library (`kahadb_journal_read`, `kahadb_cursor_next`, and the
+// `kahadb_store_*` functions that return bytes). NULL is ignored.
 //
 // # Safety
 // `data`/`len` are exactly as the library returned them, and the buffer is freed only once.
@@ -234,6 +373,401 @@ int32_t kahadb_cursor_next(kahadb_cursor *cursor,
 
 // Closes a cursor. Using it afterwards (including a second close) gives CLOSED.
 int32_t kahadb_cursor_close(kahadb_cursor *cursor);
+
+// Fills `options` with the defaults. Does nothing if `options` is NULL.
+//
+// # Safety
+// `options` is NULL or points to writable memory for one `kahadb_store_options`.
+void kahadb_store_options_init(kahadb_store_options *options);
+
+// Fills `request` with the defaults: every message from the start. Does nothing if `request`
+// is NULL.
+//
+// # Safety
+// `request` is NULL or points to writable memory for one `kahadb_read_request`.
+void kahadb_read_request_init(kahadb_read_request *request);
+
+// Opens (creating if needed) the store in directory `dir` (UTF-8 path): the journal, then the
+// index from its last checkpoint and the journal records after it, including prepared XA
+// transactions. `options` may be NULL for the defaults. On success stores the handle in
+// `*out_store`; close it with `kahadb_store_close`.
+//
+// Errors: NULL_ARGUMENT (`dir` or `out_store` NULL), INVALID_ARGUMENT (`dir` empty or not
+// UTF-8), CONFIG (bad options), LOCKED (the directory is open elsewhere: this or another
+// process, or a broker), CORRUPT, IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dir` is NULL or a NUL-terminated string; `options` is NULL or points to an initialised
+// `kahadb_store_options`; `out_store` is NULL or points to writable memory for a pointer.
+int32_t kahadb_store_open(const char *dir,
+                          const kahadb_store_options *options,
+                          kahadb_store **out_store);
+
+// Checkpoints the index (so the next open replays little) and closes the store, releasing the
+// directory. The handle is invalid afterwards: using it again gives CLOSED (never a crash),
+// including a second close. Safe while other threads use the handle: their calls either
+// complete or fail with CLOSED. The handle is closed even if the final checkpoint or sync
+// fails (IO, NO_SPACE).
+//
+// Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle), IO, NO_SPACE.
+int32_t kahadb_store_close(kahadb_store *store);
+
+// Writes a checkpoint of the index now (after making everything written so far durable), so
+// that the next open replays only the journal records after it. Other calls go on meanwhile.
+// Thread-safe.
+//
+// Errors: handle errors, IO, NO_SPACE.
+int32_t kahadb_store_checkpoint(kahadb_store *store);
+
+// Stores a message (the broker's `MessageStore.addMessage`): `len` bytes of `body` (the
+// marshalled OpenWire message; may be empty, then `body` may be NULL), under `message_id`.
+// `priority` 0 to 9 (clamped) picks the message's lane when `prioritized` is true (the
+// destination supports priorities); otherwise the message goes to the default lane.
+//
+// On success `*out_sequence` (if not NULL) receives the sequence the message got in its
+// destination, or -1 if nothing was stored: the id is already stored there (a duplicate:
+// nothing changed, nothing was written), or a topic has no durable subscription to keep it
+// for.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name`/`message_id` NULL), INVALID_ARGUMENT (a bad
+// destination type, an empty name or id, invalid UTF-8, `body` NULL with `len` > 0), IO,
+// NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dest_name` and `message_id` are NULL or NUL-terminated strings; `body` is NULL or points to
+// `len` readable bytes; `out_sequence` is NULL or writable.
+int32_t kahadb_store_add(kahadb_store *store,
+                         int32_t dest_type,
+                         const char *dest_name,
+                         const char *message_id,
+                         int32_t priority,
+                         bool prioritized,
+                         const uint8_t *body,
+                         size_t len,
+                         bool sync,
+                         int64_t *out_sequence);
+
+// Replaces a stored message's body and priority (the broker's `MessageStore.updateMessage`),
+// keeping its sequence: then `*out_sequence` (if not NULL) receives -1. A message that is not
+// stored (any more) is stored anew, as KahaDB does: then `*out_sequence` receives its new
+// sequence. Arguments and errors as for `kahadb_store_add`. Thread-safe.
+//
+// # Safety
+// As for `kahadb_store_add`.
+int32_t kahadb_store_update(kahadb_store *store,
+                            int32_t dest_type,
+                            const char *dest_name,
+                            const char *message_id,
+                            int32_t priority,
+                            bool prioritized,
+                            const uint8_t *body,
+                            size_t len,
+                            bool sync,
+                            int64_t *out_sequence);
+
+// A queue message was consumed (the broker's `removeMessage`): deletes it. On success
+// `*out_removed` (if not NULL) says what happened; removing a message that is not stored
+// succeeds with `found` false and writes nothing.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name`/`message_id` NULL), INVALID_ARGUMENT (a bad
+// destination type, an empty name or id, invalid UTF-8), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dest_name` and `message_id` are NULL or NUL-terminated strings; `out_removed` is NULL or
+// writable.
+int32_t kahadb_store_remove(kahadb_store *store,
+                            int32_t dest_type,
+                            const char *dest_name,
+                            const char *message_id,
+                            bool sync,
+                            kahadb_removed *out_removed);
+
+// A durable subscription is done with a topic message (the broker's
+// `TopicMessageStore.acknowledge`). On success `*out_removed` (if not NULL) says what
+// happened: `found` if the message was pending for `subscription`, `deleted` if no other
+// subscription needs it any more (it left the store). Acknowledging a message that is not
+// pending succeeds with `found` false and writes nothing.
+//
+// Errors: handle errors, NULL_ARGUMENT (a string NULL), INVALID_ARGUMENT (a bad destination
+// type, an empty name, key or id, invalid UTF-8), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dest_name`, `subscription` and `message_id` are NULL or NUL-terminated strings;
+// `out_removed` is NULL or writable.
+int32_t kahadb_store_ack(kahadb_store *store,
+                         int32_t dest_type,
+                         const char *dest_name,
+                         const char *subscription,
+                         const char *message_id,
+                         bool sync,
+                         kahadb_removed *out_removed);
+
+// Stores a durable subscription of a topic (the broker's `addSubscription`), or replaces it:
+// `info` is the broker's marshalled `SubscriptionInfo` (`info_len` bytes, returned as is by
+// `kahadb_store_subscriptions`; may be empty, then `info` may be NULL). With `retroactive`,
+// the subscription also gets the topic's messages already stored.
+//
+// Errors: handle errors, NULL_ARGUMENT (a string NULL), INVALID_ARGUMENT (a bad destination
+// type, an empty name or key, invalid UTF-8, `info` NULL with `info_len` > 0), IO, NO_SPACE.
+// Thread-safe.
+//
+// # Safety
+// `dest_name` and `subscription` are NULL or NUL-terminated strings; `info` is NULL or points
+// to `info_len` readable bytes.
+int32_t kahadb_store_subscribe(kahadb_store *store,
+                               int32_t dest_type,
+                               const char *dest_name,
+                               const char *subscription,
+                               const uint8_t *info,
+                               size_t info_len,
+                               bool retroactive,
+                               bool sync);
+
+// Deletes a durable subscription, and the messages only it still needed. On success
+// `*out_found` (if not NULL) says whether the subscription existed (if not, nothing was
+// written).
+//
+// Errors: handle errors, NULL_ARGUMENT (a string NULL), INVALID_ARGUMENT (a bad destination
+// type, an empty name or key, invalid UTF-8), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dest_name` and `subscription` are NULL or NUL-terminated strings; `out_found` is NULL or
+// writable.
+int32_t kahadb_store_unsubscribe(kahadb_store *store,
+                                 int32_t dest_type,
+                                 const char *dest_name,
+                                 const char *subscription,
+                                 bool sync,
+                                 bool *out_found);
+
+// Removes a destination with all its messages and subscriptions (the broker's
+// `removeAllMessages` / destination deletion). On success `*out_found` (if not NULL) says
+// whether the store held anything for it (if not, nothing was written).
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name` NULL), INVALID_ARGUMENT (a bad destination
+// type, an empty name, invalid UTF-8), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `dest_name` is NULL or a NUL-terminated string; `out_found` is NULL or writable.
+int32_t kahadb_store_remove_destination(kahadb_store *store,
+                                        int32_t dest_type,
+                                        const char *dest_name,
+                                        bool sync,
+                                        bool *out_found);
+
+// Commits a transaction that was not prepared (a local transaction, or an XA one-phase
+// commit): `tx` is a packed `tx id` (`tx_len` bytes) and `ops` a packed `ops` list (`ops_len`
+// bytes; see `kahadb_store` for both forms). The operations and the commit are written as one
+// contiguous group, applied all at once; a transaction with no operations writes nothing.
+//
+// On success, one `kahadb_tx_outcome` per operation, in order, is written to
+// `out_outcomes[0..]`, at most `capacity` of them, and `*out_count` (if not NULL) receives how
+// many there are (the number of operations). `out_outcomes` may be NULL with `capacity` 0.
+//
+// Errors: handle errors, NULL_ARGUMENT (`tx` or `ops` NULL), INVALID_ARGUMENT (a malformed
+// buffer, an operation with an empty destination name or message id, `out_outcomes` NULL
+// with `capacity` > 0; all refused before anything is written), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `tx` and `ops` are NULL or point to `tx_len` and `ops_len` readable bytes; `out_outcomes` is
+// NULL or points to `capacity` writable `kahadb_tx_outcome`; `out_count` is NULL or writable.
+int32_t kahadb_store_commit(kahadb_store *store,
+                            const uint8_t *tx,
+                            size_t tx_len,
+                            const uint8_t *ops,
+                            size_t ops_len,
+                            bool sync,
+                            kahadb_tx_outcome *out_outcomes,
+                            size_t capacity,
+                            size_t *out_count);
+
+// Prepares an XA transaction (phase one): `tx` is a packed XA `tx id`, `ops` a packed `ops`
+// list (see `kahadb_store`). The operations and the prepare record are written together and
+// always synced. They take effect only at `kahadb_store_commit_prepared`, also after a
+// restart (see `kahadb_store_prepared`), or are dropped by `kahadb_store_rollback_prepared`.
+// A transaction with no operations writes nothing and is not prepared.
+//
+// Errors: handle errors, NULL_ARGUMENT (`tx` or `ops` NULL), INVALID_ARGUMENT (a malformed
+// buffer, a local transaction id, an operation with an empty destination name or message id),
+// ILLEGAL_STATE (already prepared), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `tx` and `ops` are NULL or point to `tx_len` and `ops_len` readable bytes.
+int32_t kahadb_store_prepare(kahadb_store *store,
+                             const uint8_t *tx,
+                             size_t tx_len,
+                             const uint8_t *ops,
+                             size_t ops_len);
+
+// Commits a prepared XA transaction (phase two); `tx` is its packed `tx id`. On success, one
+// `kahadb_tx_outcome` per prepared operation, in order, is written to `out_outcomes[0..]`, at
+// most `capacity` of them, and `*out_count` (if not NULL) receives how many there are.
+//
+// Errors: handle errors, NULL_ARGUMENT (`tx` NULL), INVALID_ARGUMENT (a malformed buffer,
+// `out_outcomes` NULL with `capacity` > 0), NOT_FOUND (the transaction is not prepared, e.g.
+// already committed or rolled back; nothing written), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `tx` is NULL or points to `tx_len` readable bytes; `out_outcomes` is NULL or points to
+// `capacity` writable `kahadb_tx_outcome`; `out_count` is NULL or writable.
+int32_t kahadb_store_commit_prepared(kahadb_store *store,
+                                     const uint8_t *tx,
+                                     size_t tx_len,
+                                     bool sync,
+                                     kahadb_tx_outcome *out_outcomes,
+                                     size_t capacity,
+                                     size_t *out_count);
+
+// Rolls a prepared XA transaction back; `tx` is its packed `tx id`. Its operations are
+// dropped.
+//
+// Errors: handle errors, NULL_ARGUMENT (`tx` NULL), INVALID_ARGUMENT (a malformed buffer),
+// NOT_FOUND (the transaction is not prepared; nothing written), IO, NO_SPACE. Thread-safe.
+//
+// # Safety
+// `tx` is NULL or points to `tx_len` readable bytes.
+int32_t kahadb_store_rollback_prepared(kahadb_store *store,
+                                       const uint8_t *tx,
+                                       size_t tx_len,
+                                       bool sync);
+
+// The prepared XA transactions with their operations (message bodies and acks included), for
+// the broker's XA recovery: on success a new buffer in the packed `prepared` form (see
+// `kahadb_store`) in `*out_data`, `*out_len`; free it with `kahadb_buffer_free`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_data`/`out_len` NULL), CORRUPT, IO. Thread-safe.
+//
+// # Safety
+// `out_data` and `out_len` are NULL or writable.
+int32_t kahadb_store_prepared(kahadb_store *store,
+                              uint8_t **out_data,
+                              size_t *out_len);
+
+// The destinations the store holds state for (messages or subscriptions): on success a new
+// buffer in the packed `dests` form (see `kahadb_store`) in `*out_data`, `*out_len`; free it
+// with `kahadb_buffer_free`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_data`/`out_len` NULL). Thread-safe.
+//
+// # Safety
+// `out_data` and `out_len` are NULL or writable.
+int32_t kahadb_store_destinations(kahadb_store *store,
+                                  uint8_t **out_data,
+                                  size_t *out_len);
+
+// The durable subscriptions of a topic, each with the `info` it was stored with: on success a
+// new buffer in the packed `subs` form (see `kahadb_store`) in `*out_data`, `*out_len` (a count
+// of 0 for an unknown destination); free it with `kahadb_buffer_free`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name`, `out_data` or `out_len` NULL),
+// INVALID_ARGUMENT (a bad destination type, an empty name, invalid UTF-8). Thread-safe.
+//
+// # Safety
+// `dest_name` is NULL or a NUL-terminated string; `out_data` and `out_len` are NULL or
+// writable.
+int32_t kahadb_store_subscriptions(kahadb_store *store,
+                                   int32_t dest_type,
+                                   const char *dest_name,
+                                   uint8_t **out_data,
+                                   size_t *out_len);
+
+// How many messages a destination stores and their total body bytes; with `subscription`
+// (not NULL), how many of a topic's messages that durable subscription still has to consume.
+// An unknown destination or subscription counts 0. On success writes `*out_count` and
+// `*out_bytes`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name`, `out_count` or `out_bytes` NULL),
+// INVALID_ARGUMENT (a bad destination type, an empty name or subscription key, invalid
+// UTF-8). Thread-safe.
+//
+// # Safety
+// `dest_name` is NULL or a NUL-terminated string, `subscription` likewise; `out_count` and
+// `out_bytes` are NULL or writable.
+int32_t kahadb_store_counts(kahadb_store *store,
+                            int32_t dest_type,
+                            const char *dest_name,
+                            const char *subscription,
+                            uint64_t *out_count,
+                            uint64_t *out_bytes);
+
+// The sequence the next message stored in the destination will get (0 for an unknown
+// destination), e.g. as a `kahadb_read_request.limit` that stops reads at what has been
+// announced so far. On success writes `*out_sequence`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name` or `out_sequence` NULL), INVALID_ARGUMENT
+// (a bad destination type, an empty name, invalid UTF-8). Thread-safe.
+//
+// # Safety
+// `dest_name` is NULL or a NUL-terminated string; `out_sequence` is NULL or writable.
+int32_t kahadb_store_next_sequence(kahadb_store *store,
+                                   int32_t dest_type,
+                                   const char *dest_name,
+                                   int64_t *out_sequence);
+
+// The body of the message stored under `message_id` in the destination: on success a new
+// buffer in `*out_data`, `*out_len` (free it with `kahadb_buffer_free`, also when `*out_len`
+// is 0: an empty body). A message that is not stored gives KAHADB_ERR_NOT_FOUND, with the
+// outputs untouched.
+//
+// Errors: handle errors, NULL_ARGUMENT (a string or output NULL), INVALID_ARGUMENT (a bad
+// destination type, an empty name or id, invalid UTF-8), NOT_FOUND, CORRUPT, IO. Thread-safe.
+//
+// # Safety
+// `dest_name` and `message_id` are NULL or NUL-terminated strings; `out_data` and `out_len`
+// are NULL or writable.
+int32_t kahadb_store_get_message(kahadb_store *store,
+                                 int32_t dest_type,
+                                 const char *dest_name,
+                                 const char *message_id,
+                                 uint8_t **out_data,
+                                 size_t *out_len);
+
+// The next batch of a destination's messages for a cursor, in store order (lane by lane:
+// high, default, low; each lane by sequence), bounded by `request` (NULL: everything); with
+// `subscription` (not NULL), only the topic messages that durable subscription still has to
+// consume. On success a new buffer in the packed `messages` form (see `kahadb_store`) in
+// `*out_data`, `*out_len`; free it with `kahadb_buffer_free`. To continue, set each lane's
+// `from_*` to one past the last sequence returned in that lane.
+//
+// Errors: handle errors, NULL_ARGUMENT (`dest_name`, `out_data` or `out_len` NULL),
+// INVALID_ARGUMENT (a bad destination type, an empty name or subscription key, invalid UTF-8,
+// a negative `from_*`), CORRUPT, IO. Thread-safe.
+//
+// # Safety
+// `dest_name` and `subscription` are NULL or NUL-terminated strings; `request` is NULL or
+// points to an initialised `kahadb_read_request`; `out_data` and `out_len` are NULL or
+// writable.
+int32_t kahadb_store_read(kahadb_store *store,
+                          int32_t dest_type,
+                          const char *dest_name,
+                          const char *subscription,
+                          const kahadb_read_request *request,
+                          uint8_t **out_data,
+                          size_t *out_len);
+
+// The highest producer sequence stored for a producer (the broker's duplicate detection after
+// a restart), or -1 if none: message ids are `<producer id>:<sequence>`. On success writes
+// `*out_sequence`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`producer_id` or `out_sequence` NULL),
+// INVALID_ARGUMENT (invalid UTF-8). Thread-safe.
+//
+// # Safety
+// `producer_id` is NULL or a NUL-terminated string; `out_sequence` is NULL or writable.
+int32_t kahadb_store_last_producer_sequence(kahadb_store *store,
+                                            const char *producer_id,
+                                            int64_t *out_sequence);
+
+// The bytes the store's data files take on disk (each counted at its full, preallocated
+// length), for the broker's store usage limit. Cheap: no I/O. On success writes
+// `*out_bytes`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_bytes` NULL). Thread-safe.
+//
+// # Safety
+// `out_bytes` is NULL or writable.
+int32_t kahadb_store_disk_usage(kahadb_store *store,
+                                uint64_t *out_bytes);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -14,6 +14,9 @@
 
 #![allow(non_camel_case_types)]
 
+mod store;
+pub use store::*;
+
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -406,7 +409,8 @@ pub unsafe extern "C" fn kahadb_journal_read(
     })
 }
 
-/// Frees a buffer returned by `kahadb_journal_read` or `kahadb_cursor_next`. NULL is ignored.
+/// Frees a buffer returned by the library (`kahadb_journal_read`, `kahadb_cursor_next`, and the
+/// `kahadb_store_*` functions that return bytes). NULL is ignored.
 ///
 /// # Safety
 /// `data`/`len` are exactly as the library returned them, and the buffer is freed only once.
