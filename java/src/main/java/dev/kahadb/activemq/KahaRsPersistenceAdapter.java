@@ -574,6 +574,8 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
         } catch (IOException e) {
             throw new IllegalStateException("cannot list the stored destinations", failure(e));
         }
+        // A destination with only prepared work has no stored state yet; the broker still needs it.
+        rc.addAll(transactionStore.preparedDestinations());
         return rc;
     }
 

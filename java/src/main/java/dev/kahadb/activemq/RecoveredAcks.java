@@ -22,7 +22,7 @@ final class RecoveredAcks {
     }
 
     private final Map<String, Set<String>> hidden = new HashMap<>();
-    /** Hidden messages a batch walked over, so their place is known if they come back. */
+    /** Where hidden messages are (found at recovery, or when a batch walked over them). */
     private final Map<String, Map<String, Position>> skipped = new HashMap<>();
     /** Rolled back: to hand out again (position null: the cursor never walked over it). */
     private final Map<String, LinkedHashMap<String, Position>> rolledBack = new HashMap<>();
@@ -47,7 +47,7 @@ final class RecoveredAcks {
         }
     }
 
-    /** A batch walked over a hidden message. */
+    /** Where a hidden message is. */
     synchronized void skipped(String key, String messageId, long sequence, int lane) {
         skipped.computeIfAbsent(key, k -> new HashMap<>()).put(messageId, new Position(sequence, lane));
     }

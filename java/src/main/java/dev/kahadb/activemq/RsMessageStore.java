@@ -2,8 +2,10 @@ package dev.kahadb.activemq;
 
 import java.io.IOException;
 import java.util.ArrayList;
+import java.util.HashSet;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.locks.ReentrantReadWriteLock;
 
 import org.apache.activemq.broker.ConnectionContext;
@@ -243,6 +245,28 @@ class RsMessageStore extends AbstractMessageStore {
         Message m = (Message) adapter.wireFormats().unmarshal(r.body());
         m.getMessageId().setFutureOrSequenceLong(r.sequence());
         return m;
+    }
+
+    /**
+     * Finds where the messages of recovered prepared acknowledgements are, so that after a
+     * rollback they can be handed out again if the batch cursor has passed them (also by a
+     * jump of {@link #setBatch}). They are usually near the head: the scan stops once all are found.
+     */
+    void locateRecovered(String key, String sub, Set<String> ids) throws IOException {
+        Set<String> left = new HashSet<>(ids);
+        long[] from = new long[3];
+        while (!left.isEmpty()) {
+            List<Read> batch = read(sub, from, Long.MAX_VALUE, READ_MAX_COUNT);
+            for (Read r : batch) {
+                from[r.lane()] = r.sequence() + 1;
+                if (left.remove(r.id())) {
+                    recoveredAcks.skipped(key, r.id(), r.sequence(), r.lane());
+                }
+            }
+            if (batch.isEmpty() || exhausted(batch, READ_MAX_COUNT)) {
+                return;
+            }
+        }
     }
 
     /** Sequences at or above this are hidden from batches (not yet announced to the queue). */

@@ -4,14 +4,16 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.ArrayList;
 import java.util.Comparator;
-import java.util.HashMap;
+import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 
 import org.apache.activemq.broker.ConnectionContext;
+import org.apache.activemq.command.ActiveMQDestination;
 import org.apache.activemq.command.ConnectionId;
 import org.apache.activemq.command.ConsumerId;
 import org.apache.activemq.command.LocalTransactionId;
@@ -506,16 +508,35 @@ final class RsTransactionStore implements TransactionStore {
             xid.setPreparedAcks(acks);
             listener.recover(xid, messages.toArray(new Message[0]), acks.toArray(new MessageAck[0]));
         }
-        // Statistics of stores already started exclude the now hidden messages.
-        Map<RsMessageStore, Boolean> stores = new HashMap<>();
+        // Where the hidden messages are, and statistics that exclude them.
+        Map<RsMessageStore, Map<String, Set<String>>> hiddenByStore = new LinkedHashMap<>();
         for (Map.Entry<XATransactionId, Tx> e : recovered) {
             for (Op op : e.getValue().snapshot()) {
-                stores.put(op.store, Boolean.TRUE);
+                Map<String, Set<String>> keys = hiddenByStore.computeIfAbsent(op.store, k -> new LinkedHashMap<>());
+                if (!op.add) {
+                    keys.computeIfAbsent(op.recoveredKey(), k -> new HashSet<>()).add(op.messageId);
+                }
             }
         }
-        for (RsMessageStore s : stores.keySet()) {
+        for (Map.Entry<RsMessageStore, Map<String, Set<String>>> e : hiddenByStore.entrySet()) {
+            RsMessageStore s = e.getKey();
+            for (Map.Entry<String, Set<String>> k : e.getValue().entrySet()) {
+                String sub = s instanceof RsTopicMessageStore ? k.getKey() : null;
+                s.locateRecovered(k.getKey(), sub, k.getValue());
+            }
             s.recoverMessageStoreStatistics();
         }
+    }
+
+    /** Destinations named by prepared transactions (the broker re-creates them at start-up). */
+    List<ActiveMQDestination> preparedDestinations() {
+        List<ActiveMQDestination> out = new ArrayList<>();
+        for (Tx tx : prepared.values()) {
+            for (Op op : tx.snapshot()) {
+                out.add(op.store.getDestination());
+            }
+        }
+        return out;
     }
 
     private static TransactionId readTxId(Packed p) {
