@@ -149,6 +149,7 @@ fn a_store_stops_when_a_change_it_applied_is_lost() {
             ..JournalConfig::default()
         },
         checkpoint_every: 0,
+        ..StoreConfig::default()
     };
     let (store, _) = Store::open(&dir, config).unwrap();
     let tx = KahaTransactionInfo::local(KahaLocalTransactionId::new("ID:c", 1));

@@ -18,6 +18,7 @@ fn config(checkpoint_every: u64) -> StoreConfig {
             ..JournalConfig::default()
         },
         checkpoint_every,
+        ..StoreConfig::default()
     }
 }
 
