@@ -277,3 +277,31 @@ fn decoding_damaged_bodies_never_panics() {
         let _ = checkpoint::decode_state(&b);
     }
 }
+
+#[test]
+fn a_checkpoint_of_an_older_format_is_refused_and_the_index_rebuilt() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let j = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+        let mut live = State::default();
+        append_all(&j, &mut live, &workload(300));
+        checkpoint::write(dir.path(), &j, &live).unwrap();
+        j.close().unwrap();
+    }
+    // Version 1 had no pins: same magic, older version number.
+    let path = dir.path().join(INDEX_FILE);
+    let mut data = std::fs::read(&path).unwrap();
+    data[8..12].copy_from_slice(&1u32.to_be_bytes());
+    std::fs::write(&path, &data).unwrap();
+    let j = Journal::open(dir.path(), JournalConfig::default()).unwrap();
+    let (state, rec) = checkpoint::recover(dir.path(), &j).unwrap();
+    assert!(
+        rec.rejected
+            .as_deref()
+            .unwrap_or("")
+            .contains("unsupported format version 1"),
+        "{rec:?}"
+    );
+    j.close().unwrap();
+    assert_eq!(state, full_replay(dir.path()));
+}

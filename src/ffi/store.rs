@@ -452,6 +452,7 @@ pub unsafe extern "C" fn kahadb_store_open(
             journal: opts.journal.to_config()?,
             checkpoint_every: opts.checkpoint_every,
             delete_all: opts.delete_all,
+            ..StoreConfig::default()
         };
         let (store, recovery) = Store::open(PathBuf::from(dir), config)?;
         log::info!(

@@ -552,8 +552,12 @@ pub extern "system" fn Java_dev_kahadb_Store_checkpoint0<'local>(
     unowned_env
         .with_env(|_env| -> JniResult<()> {
             let store = store(handle)?;
-            let _ = cleanup; // data-file cleanup runs with every checkpoint
-            Ok(store.checkpoint()?)
+            if cleanup {
+                store.checkpoint_and_gc()?;
+            } else {
+                store.checkpoint()?;
+            }
+            Ok(())
         })
         .resolve::<ThrowKahaDb>()
 }

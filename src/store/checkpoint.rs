@@ -6,7 +6,8 @@
 //!
 //! ```text
 //! 0   8 B  magic "KRSINDX1"
-//! 8   u32  format version (1)
+//! 8   u32  format version (2; version 1 had no pins and is refused, so the index is rebuilt
+//!          from the journal)
 //! 12  u64  body length
 //! 20  u32  CRC32 (crc32fast) of the body
 //! 24  u32  CRC32 of the payload of the last journal record the state applied (0 if none):
@@ -34,7 +35,7 @@ use super::state::{TxKey, TxOp};
 pub const INDEX_FILE: &str = "kahadb-rs.index";
 const TMP_FILE: &str = "kahadb-rs.index.tmp";
 const MAGIC: &[u8; 8] = b"KRSINDX1";
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 const HEADER: usize = 28;
 
 /// How the index was recovered.
@@ -303,6 +304,15 @@ pub fn encode_state(state: &State) -> Vec<u8> {
             o.ops(ops);
         }
     }
+    // Pins: data file, then the data files it must outlive.
+    o.u32(state.pins().len() as u32);
+    for (file, to) in state.pins() {
+        o.u32(*file);
+        o.u32(to.len() as u32);
+        for t in to {
+            o.u32(*t);
+        }
+    }
     o.0
 }
 
@@ -475,10 +485,21 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
         }
         txs.push(map);
     }
+    let mut pins = BTreeMap::new();
+    for _ in 0..i.count(8)? {
+        let file = i.u32()?;
+        let mut to = BTreeSet::new();
+        for _ in 0..i.count(4)? {
+            to.insert(i.u32()?);
+        }
+        pins.insert(file, to);
+    }
     if i.pos != body.len() {
         return Err(format!("{} trailing bytes", body.len() - i.pos));
     }
     let prepared = txs.pop().unwrap_or_default();
     let inflight = txs.pop().unwrap_or_default();
-    Ok(State::restore(dests, inflight, prepared, last_applied))
+    let mut state = State::restore(dests, inflight, prepared, last_applied);
+    state.restore_pins(pins);
+    Ok(state)
 }

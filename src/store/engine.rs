@@ -7,19 +7,28 @@
 //!
 //! A change becomes visible in the index when it is queued, before it is durable. If its write
 //! then fails, the index holds an effect the disk does not: the store stops (every later change
-//! fails) and a reopen rebuilds the truth from disk. Not yet here: GC and compaction, the
-//! broker-facing operations of `docs/STORE.md` §6.8.
+//! fails) and a reopen rebuilds the truth from disk.
+//!
+//! After a checkpoint the store cleans up (`docs/STORE.md` §6.6, [`super::gc`]): data files no
+//! longer needed are deleted, and the few live records of old files are re-appended at the head
+//! so that their files (and the ack files pinned to them) can go at the next cleanup. Not yet
+//! here: the broker-facing operations of `docs/STORE.md` §6.8.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::{Journal, JournalConfig, Location};
 
 use super::checkpoint::{self, IndexRecovery};
 use super::codec::JournalCommand;
+use super::gc::{self, GcReport, RelocationLimits};
 use super::state::State;
+
+/// Index files of stock KahaDB. Left in a directory we write to, they would make KahaDB skip
+/// our records or look for data files we deleted (trap T34): removed when a store opens.
+pub const STOCK_INDEX_FILES: [&str; 3] = ["db.data", "db.redo", "db.free"];
 
 /// Store settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,6 +40,14 @@ pub struct StoreConfig {
     /// Delete every data file and the index before opening (ActiveMQ's
     /// `deleteAllMessagesOnStartup`). Default false.
     pub delete_all: bool,
+    /// Clean up (delete data files no longer needed, relocate the live records of old ones)
+    /// after every this many automatic checkpoints, and after every [`Store::checkpoint`]
+    /// (0: only on [`Store::checkpoint_and_gc`] and [`Store::gc`]). Default 1.
+    pub cleanup_every: u64,
+    /// Relocation (ack compaction): at most this many bytes are re-appended per cleanup, and a
+    /// data file is relocated only if its live records take at most this many bytes and at
+    /// most a quarter of `journal.max_file_length`. 0 turns relocation off. Default 4 MiB.
+    pub relocate_max_bytes: u64,
 }
 
 impl Default for StoreConfig {
@@ -39,6 +56,8 @@ impl Default for StoreConfig {
             journal: JournalConfig::default(),
             checkpoint_every: 100_000,
             delete_all: false,
+            cleanup_every: 1,
+            relocate_max_bytes: 4 << 20,
         }
     }
 }
@@ -117,7 +136,21 @@ pub struct Store {
     journal: Journal,
     live: Mutex<Live>,
     since_checkpoint: AtomicU64,
+    /// Held while checkpointing or cleaning up: one at a time.
     checkpointing: Mutex<()>,
+    /// Where the newest durable checkpoint ends (what GC may rely on). Written under
+    /// `checkpointing`.
+    last_checkpoint: Mutex<Option<Location>>,
+    /// Automatic checkpoints since the last cleanup.
+    checkpoints_since_cleanup: AtomicU64,
+    /// Read side: held by readers between taking locations from the index and reading them;
+    /// write side: held while data files are deleted.
+    files_gate: RwLock<()>,
+}
+
+/// Keeps data files from being deleted while held (see [`Store::files_guard`]).
+pub struct FilesGuard<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
 }
 
 impl Store {
@@ -130,7 +163,10 @@ impl Store {
         } else {
             Journal::open(&dir, config.journal)?
         };
-        let (state, recovery) = checkpoint::recover(&dir, &journal)?;
+        remove_stock_index(&dir)?;
+        let (mut state, recovery) = checkpoint::recover(&dir, &journal)?;
+        // The checkpoint may name files a cleanup deleted after writing it.
+        forget_missing_files(&mut state, &journal.data_file_ids());
         let failed_batches = journal.stats().failed_batches;
         let store = Store {
             dir,
@@ -143,6 +179,9 @@ impl Store {
             }),
             since_checkpoint: AtomicU64::new(recovery.replay.records),
             checkpointing: Mutex::new(()),
+            last_checkpoint: Mutex::new(recovery.checkpoint),
+            checkpoints_since_cleanup: AtomicU64::new(0),
+            files_gate: RwLock::new(()),
         };
         Ok((store, recovery))
     }
@@ -239,6 +278,18 @@ impl Store {
         }
         if let Err(e) = self.checkpoint_locked() {
             log::warn!("store {}: checkpoint failed: {e}", self.dir.display());
+            return;
+        }
+        let every = self.config.cleanup_every;
+        let due = self
+            .checkpoints_since_cleanup
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        if every > 0 && due >= every {
+            self.checkpoints_since_cleanup.store(0, Ordering::Relaxed);
+            if let Err(e) = self.cleanup_locked(&mut GcReport::default()) {
+                log::warn!("store {}: cleanup failed: {e}", self.dir.display());
+            }
         }
     }
 
@@ -260,7 +311,20 @@ impl Store {
         f(&self.lock().state)
     }
 
+    /// Keeps every data file in place while the guard lives: a location taken from the index
+    /// while holding it stays readable until the guard is dropped, even if the message is
+    /// consumed or relocated meanwhile (take the guard before reading the index). Do not hold
+    /// two guards in one thread.
+    pub fn files_guard(&self) -> FilesGuard<'_> {
+        FilesGuard {
+            _guard: self.files_gate.read().unwrap_or_else(|p| p.into_inner()),
+        }
+    }
+
     /// The message body (OpenWire bytes) of the add or update command recorded at `location`.
+    /// A location of a stored message stays readable as long as the message is stored and in
+    /// the same place; hold a [`Store::files_guard`] from the index lookup to the read, as a
+    /// cleanup may relocate the message and delete its old file in between.
     pub fn message_body(&self, location: Location) -> Result<Vec<u8>> {
         let data = self.journal.read(location)?;
         let add = match JournalCommand::decode(&data)? {
@@ -289,10 +353,155 @@ impl Store {
         })
     }
 
-    /// Writes a checkpoint of the index now (one at a time; changes go on meanwhile).
+    /// Writes a checkpoint of the index now (one at a time; changes go on meanwhile), then
+    /// cleans up unless `cleanup_every` is 0.
     pub fn checkpoint(&self) -> Result<()> {
         let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
-        self.checkpoint_locked()
+        self.checkpoint_locked()?;
+        if self.config.cleanup_every > 0 {
+            self.cleanup_locked(&mut GcReport::default())?;
+        }
+        Ok(())
+    }
+
+    /// Writes a checkpoint and cleans up: deletes the data files no longer needed and
+    /// relocates the live records of old ones; if anything was relocated, checkpoints and
+    /// deletes once more, so that the files relocated from go at once.
+    pub fn checkpoint_and_gc(&self) -> Result<GcReport> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = GcReport::default();
+        self.checkpoint_locked()?;
+        self.cleanup_locked(&mut report)?;
+        if report.relocated_records > 0 {
+            self.checkpoint_locked()?;
+            self.gc_locked(&mut report)?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes the data files no longer needed as of the last checkpoint (no relocation);
+    /// returns their ids.
+    pub fn gc(&self) -> Result<Vec<u32>> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut report = GcReport::default();
+        self.gc_locked(&mut report)?;
+        Ok(report.deleted)
+    }
+
+    /// GC, then relocation. Called with `checkpointing` held, after a checkpoint.
+    fn cleanup_locked(&self, report: &mut GcReport) -> Result<()> {
+        self.gc_locked(report)?;
+        self.relocate_locked(report)
+    }
+
+    /// Deletes the files that are neither live nor pinned to a file that stays, before the
+    /// last checkpoint's file. Called with `checkpointing` held.
+    fn gc_locked(&self, report: &mut GcReport) -> Result<()> {
+        let Some(ckpt) = self.last_checkpoint() else {
+            return Ok(());
+        };
+        let ids = {
+            let mut live = self.lock();
+            if let Some(e) = &live.failed {
+                return Err(e.clone());
+            }
+            self.check_journal(&mut live)?;
+            gc::deletable(&live.state, &self.journal.data_file_ids(), ckpt.file_id)
+        };
+        if ids.is_empty() {
+            return Ok(());
+        }
+        // The index has applied records that are not yet durable (a remove that killed the
+        // last live record of a file, say): they must be before the file goes.
+        self.sync_applied()?;
+        let mut deleted = Vec::with_capacity(ids.len());
+        let mut result = Ok(());
+        {
+            let _gate = self.files_gate.write().unwrap_or_else(|p| p.into_inner());
+            // Oldest first, one at a time: if one fails, no file that pins it is gone.
+            for id in ids {
+                if let Err(e) = self.journal.remove_data_files(&[id]) {
+                    result = Err(e);
+                    break;
+                }
+                deleted.push(id);
+            }
+        }
+        if !deleted.is_empty() {
+            let files = self.journal.data_file_ids();
+            let mut live = self.lock();
+            let gone: std::collections::BTreeSet<u32> = deleted.iter().copied().collect();
+            live.state.forget_files(|f| gone.contains(&f));
+            forget_missing_files(&mut live.state, &files);
+            drop(live);
+            log::info!(
+                "store {}: deleted data files {:?}",
+                self.dir.display(),
+                deleted
+            );
+        }
+        report.deleted.extend(deleted);
+        result
+    }
+
+    /// Re-appends the live records of old, mostly dead data files at the head of the journal
+    /// (`super::gc`). Called with `checkpointing` held, after GC.
+    fn relocate_locked(&self, report: &mut GcReport) -> Result<()> {
+        let budget = self.config.relocate_max_bytes;
+        if budget == 0 || self.journal.data_file_ids().len() <= 2 {
+            return Ok(());
+        }
+        let Some(ckpt) = self.last_checkpoint() else {
+            return Ok(());
+        };
+        let journal = self.config.journal;
+        let limits = RelocationLimits {
+            below: ckpt.file_id,
+            max_live_bytes: budget.min(u64::from(journal.max_file_length) / 4),
+            budget,
+            max_record_len: journal.max_record_len(),
+        };
+        // Planned and appended under the index lock: nothing can consume or change a record
+        // between the plan and its relocation, and nothing interleaves with the relocation.
+        let plan = self.write(false, |w| {
+            let plan = gc::plan_relocation(w.state(), &self.journal, limits)?;
+            for c in &plan.commands {
+                w.record(c)?;
+            }
+            Ok(plan)
+        })?;
+        if !plan.files.is_empty() {
+            log::info!(
+                "store {}: relocated the live records of data files {:?} ({} records, {} bytes)",
+                self.dir.display(),
+                plan.files,
+                plan.commands.len(),
+                plan.bytes
+            );
+        }
+        report.relocated_files.extend(plan.files);
+        report.relocated_records += plan.commands.len() as u64;
+        report.relocated_bytes += plan.bytes;
+        Ok(())
+    }
+
+    /// Where the newest durable checkpoint ends.
+    fn last_checkpoint(&self) -> Option<Location> {
+        *self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Makes every record the index applied durable; stops the store if that fails.
+    fn sync_applied(&self) -> Result<()> {
+        self.journal.sync().map_err(|e| {
+            if e.code() == ErrorCode::Closed {
+                e
+            } else {
+                self.fail(e)
+            }
+        })
     }
 
     fn checkpoint_locked(&self) -> Result<()> {
@@ -310,23 +519,22 @@ impl Store {
         };
         // Everything the state holds must be durable first; if the journal cannot vouch for it,
         // the index may hold a change the disk does not: stop.
-        if let Err(e) = self.journal.sync() {
-            return Err(if e.code() == ErrorCode::Closed {
-                e
-            } else {
-                self.fail(e)
-            });
-        }
+        self.sync_applied()?;
         // A failure of the checkpoint file itself only costs replay time at the next start.
-        checkpoint::write_encoded(&self.dir, &self.journal, &body, last)
+        checkpoint::write_encoded(&self.dir, &self.journal, &body, last)?;
+        *self
+            .last_checkpoint
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = last;
+        Ok(())
     }
 
-    /// Checkpoints (unless the store has stopped) and closes the journal.
+    /// Checkpoints (unless the store has stopped; no cleanup) and closes the journal.
     pub fn close(&self) -> Result<()> {
         let failed = self.lock().failed.clone();
         let checkpointed = match failed {
             Some(_) => Ok(()),
-            None => match self.checkpoint() {
+            None => match self.checkpoint_without_cleanup() {
                 Err(e) if e.code() == ErrorCode::Closed => Ok(()),
                 other => other,
             },
@@ -334,4 +542,59 @@ impl Store {
         let closed = self.journal.close();
         checkpointed.and(closed)
     }
+
+    fn checkpoint_without_cleanup(&self) -> Result<()> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_locked()
+    }
+}
+
+/// Drops the pins of data files that no longer exist (older than the newest one and not
+/// listed).
+fn forget_missing_files(state: &mut State, files: &[u32]) {
+    let newest = files.last().copied().unwrap_or(0);
+    state.forget_files(|f| f < newest && files.binary_search(&f).is_err());
+}
+
+/// Removes stock KahaDB's index files (trap T34). If stock KahaDB wrote its index after our
+/// last checkpoint, it ran on this directory in between (and may have deleted or rewritten data
+/// files): our checkpoint is removed too, so that the index is rebuilt from the journal.
+fn remove_stock_index(dir: &Path) -> Result<()> {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let ours = dir.join(checkpoint::INDEX_FILE);
+    let theirs = dir.join(STOCK_INDEX_FILES[0]);
+    if let (Some(ours_at), Some(theirs_at)) = (modified(&ours), modified(&theirs)) {
+        // Equal times (coarse file system clocks) count as newer: a rebuild is always safe.
+        if theirs_at >= ours_at {
+            log::warn!(
+                "store {}: {} is newer than {}: stock KahaDB used this directory since our last checkpoint; rebuilding the index from the journal",
+                dir.display(),
+                STOCK_INDEX_FILES[0],
+                checkpoint::INDEX_FILE
+            );
+            std::fs::remove_file(&ours)
+                .map_err(|e| Error::io(format!("removing {}", ours.display()), &e))?;
+        }
+    }
+    let mut removed = false;
+    for name in STOCK_INDEX_FILES {
+        let path = dir.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {
+                log::warn!(
+                    "store {}: removed stock KahaDB index file {name} (it does not describe this journal)",
+                    dir.display()
+                );
+                removed = true;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Error::io(format!("removing {}", path.display()), &e)),
+        }
+    }
+    if removed {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(format!("syncing directory {}", dir.display()), &e))?;
+    }
+    Ok(())
 }

@@ -692,6 +692,7 @@ impl Store {
 
     /// The prepared transactions with their operations (message bodies read from the journal).
     pub fn prepared_transactions(&self) -> Result<Vec<PreparedTx>> {
+        let _files = self.files_guard();
         let held: Vec<(TxKey, Vec<TxOp>)> = self.read_state(|s| {
             s.prepared()
                 .iter()
@@ -806,6 +807,7 @@ impl Store {
 
     /// The body of the stored message with this id.
     pub fn get_message(&self, destination: &DestKey, message_id: &str) -> Result<Option<Vec<u8>>> {
+        let _files = self.files_guard();
         let location = self.read_state(|s| {
             let d = s.destination(destination)?;
             let seq = d.sequence_of(message_id)?;
@@ -825,7 +827,8 @@ impl Store {
         subscription: Option<&str>,
         request: ReadRequest,
     ) -> Result<Vec<ReadMessage>> {
-        // Pick under the lock; copy bodies without it.
+        // Pick under the lock; copy bodies without it (the files stay while the guard lives).
+        let _files = self.files_guard();
         let picked: Vec<(u64, u8, String, Location, u32)> = self.read_state(|s| {
             let mut picked = Vec::new();
             let Some(d) = s.destination(destination) else {

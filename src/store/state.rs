@@ -175,14 +175,21 @@ impl Destination {
         }
     }
 
-    fn insert(&mut self, key: &DestKey, cmd: &KahaAddMessageCommand, location: Location) {
+    /// Stores an added message. For a duplicate (the id is stored already), returns the
+    /// location of the stored one, which stays.
+    fn insert(
+        &mut self,
+        key: &DestKey,
+        cmd: &KahaAddMessageCommand,
+        location: Location,
+    ) -> Option<Location> {
         let message_id = cmd.message_id.clone().unwrap_or_default();
-        if self.by_id.contains_key(&message_id) {
+        if let Some(seq) = self.by_id.get(&message_id) {
             // A duplicate add (a resend the producer audit missed): the first one stays.
-            return;
+            return self.messages.get(seq).map(|m| m.location);
         }
         if key.is_topic() && self.subscriptions.is_empty() {
-            return; // nobody to deliver to: KahaDB keeps nothing either
+            return None; // nobody to deliver to: KahaDB keeps nothing either
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -209,6 +216,7 @@ impl Destination {
                 refs,
             },
         );
+        None
     }
 
     fn delete(&mut self, seq: u64) -> Option<StoredMessage> {
@@ -248,12 +256,12 @@ impl Destination {
         self.lanes
     }
 
-    /// A queue consumer's ack, or (with a key) one subscription's.
-    fn remove(&mut self, message_id: &str, subscription: Option<&str>) {
-        let seq = match self.by_id.get(message_id) {
-            Some(s) => *s,
-            None => return,
-        };
+    /// A queue consumer's ack, or (with a key) one subscription's. Returns the location of the
+    /// message if it is stored (for a topic also when that subscription had nothing pending
+    /// for it: the ack still matters to a replay that re-adds the message, see `pin`).
+    fn remove(&mut self, message_id: &str, subscription: Option<&str>) -> Option<Location> {
+        let seq = *self.by_id.get(message_id)?;
+        let location = self.messages.get(&seq).map(|m| m.location);
         match subscription {
             None => {
                 self.delete(seq);
@@ -277,21 +285,50 @@ impl Destination {
                 }
             }
         }
+        location
     }
 
-    fn unsubscribe(&mut self, key: &str) {
-        if let Some(sub) = self.subscriptions.remove(key) {
-            for seq in sub.pending {
-                let gone = self.messages.get_mut(&seq).is_some_and(|m| {
-                    m.refs = m.refs.saturating_sub(1);
-                    m.refs == 0
-                });
-                if gone {
-                    self.delete(seq);
-                }
+    /// Drops a subscription. Returns the location of its record and of every message that
+    /// went with it (nobody else had it pending).
+    fn unsubscribe(&mut self, key: &str) -> Option<(Location, Vec<Location>)> {
+        let sub = self.subscriptions.remove(key)?;
+        let mut deleted = Vec::new();
+        for seq in sub.pending {
+            let gone = self.messages.get_mut(&seq).is_some_and(|m| {
+                m.refs = m.refs.saturating_sub(1);
+                m.refs == 0
+            });
+            if gone {
+                deleted.extend(self.delete(seq).map(|m| m.location));
             }
         }
+        Some((sub.location, deleted))
     }
+}
+
+/// Data file `from` holds records that kill or complete records of file `to`: `from` must not
+/// be deleted while `to` exists, or a replay of the remaining files would bring the older
+/// records back to life (`docs/STORE.md` §6.6, trap T33).
+fn pin(pins: &mut BTreeMap<u32, BTreeSet<u32>>, from: Location, to: Location) {
+    if from.file_id != to.file_id {
+        pins.entry(from.file_id).or_default().insert(to.file_id);
+    }
+}
+
+fn op_location(op: &TxOp) -> Location {
+    match op {
+        TxOp::Add { location, .. } | TxOp::Remove { location, .. } => *location,
+    }
+}
+
+/// What a data file holds that the index still needs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveInfo {
+    /// Live records: stored messages (their current location), subscription records,
+    /// operations of transactions without an outcome.
+    pub records: u64,
+    /// Their total size (record headers included).
+    pub bytes: u64,
 }
 
 /// An operation inside a transaction, held until its outcome.
@@ -323,9 +360,11 @@ pub struct State {
     /// ids, `<producer id>:<sequence>`). Not part of checkpoints: rebuilt from the stored
     /// messages when one is loaded, then from the records replayed after it.
     producers: HashMap<String, i64>,
+    /// Data file → the older data files whose records its records kill or complete (see `pin`).
+    pins: BTreeMap<u32, BTreeSet<u32>>,
 }
 
-/// States are equal when they hold the same destinations, transactions and position; the
+/// States are equal when they hold the same destinations, transactions, position and pins; the
 /// producer audit is a cache and does not count.
 impl PartialEq for State {
     fn eq(&self, other: &Self) -> bool {
@@ -333,6 +372,7 @@ impl PartialEq for State {
             && self.inflight == other.inflight
             && self.prepared == other.prepared
             && self.last_applied == other.last_applied
+            && self.pins == other.pins
     }
 }
 
@@ -375,6 +415,7 @@ impl State {
             prepared,
             last_applied,
             producers: HashMap::new(),
+            pins: BTreeMap::new(),
         };
         let ids: Vec<String> = state
             .destinations
@@ -418,6 +459,49 @@ impl State {
         self.last_applied
     }
 
+    /// Data file → data files it must outlive (see `pin`).
+    pub fn pins(&self) -> &BTreeMap<u32, BTreeSet<u32>> {
+        &self.pins
+    }
+
+    /// Sets the pins (a checkpoint holds them).
+    pub(crate) fn restore_pins(&mut self, pins: BTreeMap<u32, BTreeSet<u32>>) {
+        self.pins = pins;
+    }
+
+    /// Forgets data files that are gone: pins of them and pins to them.
+    pub fn forget_files(&mut self, gone: impl Fn(u32) -> bool) {
+        self.pins.retain(|file, to| {
+            to.retain(|t| !gone(*t));
+            !gone(*file) && !to.is_empty()
+        });
+    }
+
+    /// The data files holding records the index still needs, with how much of each is live.
+    /// Computed by a scan of the whole index.
+    pub fn live_files(&self) -> BTreeMap<u32, LiveInfo> {
+        let mut live: BTreeMap<u32, LiveInfo> = BTreeMap::new();
+        let mut count = |l: Location| {
+            let e = live.entry(l.file_id).or_default();
+            e.records += 1;
+            e.bytes += u64::from(l.size);
+        };
+        for d in self.destinations.values() {
+            for m in d.messages.values() {
+                count(m.location);
+            }
+            for s in d.subscriptions.values() {
+                count(s.location);
+            }
+        }
+        for ops in self.inflight.values().chain(self.prepared.values()) {
+            for op in ops {
+                count(op_location(op));
+            }
+        }
+        live
+    }
+
     /// Applies one journal command found at `location`. Returns whether the store acted on it.
     pub fn apply(&mut self, command: &JournalCommand, location: Location) -> bool {
         self.last_applied = Some(location);
@@ -437,26 +521,28 @@ impl State {
                         .map(|m| {
                             let size = c.message.as_ref().map_or(0, |b| b.len()) as u32;
                             let old = std::mem::replace(&mut m.size, size);
-                            m.location = location;
+                            let old_location = std::mem::replace(&mut m.location, location);
                             let new_priority = c.effective_priority().clamp(0, 9) as u8;
                             let old_priority = std::mem::replace(&mut m.priority, new_priority);
-                            (old, size, old_priority, new_priority)
+                            (old, size, old_priority, new_priority, old_location)
                         });
                     match updated {
-                        Some((old, new, old_priority, new_priority)) => {
+                        Some((old, new, old_priority, new_priority, old_location)) => {
                             if let Some(d) = self.destinations.get_mut(&key) {
                                 d.bytes = d.bytes - u64::from(old) + u64::from(new);
                                 d.lanes[lane_of(old_priority)] -= 1;
                                 d.lanes[lane_of(new_priority)] += 1;
                             }
+                            pin(&mut self.pins, location, old_location);
                         }
                         // Not stored: the update stores it (outside any transaction, as
                         // KahaDB does).
-                        None => self
-                            .destinations
-                            .entry(key.clone())
-                            .or_default()
-                            .insert(&key, c, location),
+                        None => {
+                            self.destinations
+                                .entry(key.clone())
+                                .or_default()
+                                .insert(&key, c, location);
+                        }
                     }
                     true
                 }
@@ -473,7 +559,13 @@ impl State {
                         subscription,
                         location,
                     }),
-                    None => self.remove(&destination, &message_id, subscription.as_deref()),
+                    None => {
+                        if let Some(target) =
+                            self.remove(&destination, &message_id, subscription.as_deref())
+                        {
+                            pin(&mut self.pins, location, target);
+                        }
+                    }
                 }
                 true
             }
@@ -481,6 +573,10 @@ impl State {
                 // Only a transaction with operations becomes prepared (as in KahaDB).
                 if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
                     if let Some(ops) = self.inflight.remove(&tx) {
+                        // Without its prepare record, a replay would drop the operations.
+                        for op in &ops {
+                            pin(&mut self.pins, location, op_location(op));
+                        }
                         self.prepared.entry(tx).or_default().extend(ops);
                     }
                 }
@@ -491,15 +587,25 @@ impl State {
                     let mut ops = self.prepared.remove(&tx).unwrap_or_default();
                     ops.extend(self.inflight.remove(&tx).unwrap_or_default());
                     for op in ops {
-                        self.apply_op(op);
+                        let at = op_location(&op);
+                        pin(&mut self.pins, location, at);
+                        if let Some(target) = self.apply_op(op) {
+                            // A committed remove kills its message: neither the operation
+                            // nor the commit may go before the message's record.
+                            pin(&mut self.pins, at, target);
+                            pin(&mut self.pins, location, target);
+                        }
                     }
                 }
                 true
             }
             JournalCommand::Rollback(c) => {
                 if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
-                    self.prepared.remove(&tx);
-                    self.inflight.remove(&tx);
+                    let prepared = self.prepared.remove(&tx).unwrap_or_default();
+                    let inflight = self.inflight.remove(&tx).unwrap_or_default();
+                    for op in prepared.iter().chain(&inflight) {
+                        pin(&mut self.pins, location, op_location(op));
+                    }
                 }
                 true
             }
@@ -509,7 +615,11 @@ impl State {
                 let Some(info) = &c.subscription_info else {
                     // Unsubscribe; the destination goes with its last subscription (KahaDB).
                     if let Some(dest) = self.destinations.get_mut(&key) {
-                        dest.unsubscribe(&sub_key);
+                        if let Some((record, deleted)) = dest.unsubscribe(&sub_key) {
+                            for target in std::iter::once(record).chain(deleted) {
+                                pin(&mut self.pins, location, target);
+                            }
+                        }
                         if dest.subscriptions.is_empty() {
                             self.destinations.remove(&key);
                         }
@@ -519,18 +629,29 @@ impl State {
                 let dest = self.destinations.entry(key).or_default();
                 {
                     let retroactive = c.retroactive.unwrap_or(false);
-                    // A re-subscription replaces the old one and starts afresh.
-                    dest.unsubscribe(&sub_key);
                     let pending: BTreeSet<u64> = if retroactive {
+                        // Every stored message, those the old subscription still had
+                        // pending included (KahaDB adds them to the ack set it keeps).
+                        let old = dest.subscriptions.remove(&sub_key);
+                        if let Some(old) = &old {
+                            pin(&mut self.pins, location, old.location);
+                        }
+                        let kept = old.map(|s| s.pending).unwrap_or_default();
+                        for (seq, m) in dest.messages.iter_mut() {
+                            if !kept.contains(seq) {
+                                m.refs += 1;
+                            }
+                        }
                         dest.messages.keys().copied().collect()
                     } else {
+                        // A re-subscription replaces the old one and starts afresh.
+                        if let Some((record, deleted)) = dest.unsubscribe(&sub_key) {
+                            for target in std::iter::once(record).chain(deleted) {
+                                pin(&mut self.pins, location, target);
+                            }
+                        }
                         BTreeSet::new()
                     };
-                    for seq in &pending {
-                        if let Some(m) = dest.messages.get_mut(seq) {
-                            m.refs += 1;
-                        }
-                    }
                     dest.subscriptions.insert(
                         sub_key,
                         Subscription {
@@ -545,7 +666,13 @@ impl State {
             }
             JournalCommand::RemoveDestination(c) => {
                 if let Some(d) = &c.destination {
-                    self.destinations.remove(&DestKey::of(d));
+                    if let Some(dest) = self.destinations.remove(&DestKey::of(d)) {
+                        let records = dest.messages.values().map(|m| m.location);
+                        let subs = dest.subscriptions.values().map(|s| s.location);
+                        for target in records.chain(subs) {
+                            pin(&mut self.pins, location, target);
+                        }
+                    }
                 }
                 true
             }
@@ -562,35 +689,44 @@ impl State {
                 command: c.clone(),
                 location,
             }),
-            None => {
-                let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
-                self.destinations
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(&key, c, location);
-            }
+            None => self.store(c, location),
         }
         true
     }
 
-    fn remove(&mut self, destination: &DestKey, message_id: &str, subscription: Option<&str>) {
-        if let Some(d) = self.destinations.get_mut(destination) {
-            d.remove(message_id, subscription);
+    /// Stores an add (outside a transaction, or at its commit).
+    fn store(&mut self, c: &KahaAddMessageCommand, location: Location) {
+        let key = c.destination.as_ref().map(DestKey::of).unwrap_or_default();
+        let stored = self
+            .destinations
+            .entry(key.clone())
+            .or_default()
+            .insert(&key, c, location);
+        if let Some(first) = stored {
+            // A duplicate: ignored while the first add lives, so whatever kills the first one
+            // must also outlive this one (the first's file must not go before this one).
+            pin(&mut self.pins, first, location);
         }
     }
 
-    fn apply_op(&mut self, op: TxOp) {
+    /// Returns the location of the message the remove or ack refers to, if stored.
+    fn remove(
+        &mut self,
+        destination: &DestKey,
+        message_id: &str,
+        subscription: Option<&str>,
+    ) -> Option<Location> {
+        self.destinations
+            .get_mut(destination)?
+            .remove(message_id, subscription)
+    }
+
+    /// Applies a committed operation; for a remove, returns the location of its message.
+    fn apply_op(&mut self, op: TxOp) -> Option<Location> {
         match op {
             TxOp::Add { command, location } => {
-                let key = command
-                    .destination
-                    .as_ref()
-                    .map(DestKey::of)
-                    .unwrap_or_default();
-                self.destinations
-                    .entry(key.clone())
-                    .or_default()
-                    .insert(&key, &command, location);
+                self.store(&command, location);
+                None
             }
             TxOp::Remove {
                 destination,
