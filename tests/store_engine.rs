@@ -85,7 +85,7 @@ fn concurrent_changes_follow_journal_order_and_survive_reopen() {
         let (_, first) = d.messages().next().unwrap();
         assert_eq!(
             store.message_body(first.location).unwrap(),
-            first.message_id.as_bytes()
+            first.message_id.to_string().as_bytes()
         );
     }
     store.close().unwrap();

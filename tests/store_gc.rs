@@ -142,11 +142,11 @@ fn content(state: &State) -> Content {
         }
         let id_of: BTreeMap<u64, String> = d
             .messages()
-            .map(|(seq, m)| (seq, m.message_id.clone()))
+            .map(|(seq, m)| (seq, m.message_id.to_string()))
             .collect();
         let messages = d
             .messages()
-            .map(|(_, m)| (m.message_id.clone(), m.size))
+            .map(|(_, m)| (m.message_id.to_string(), m.size))
             .collect();
         let subs = d
             .subscriptions()
@@ -864,7 +864,7 @@ fn stored(store: &Store, dest: &DestKey) -> (Vec<String>, Vec<(String, Vec<Strin
         };
         let ids: BTreeMap<u64, String> = d
             .messages()
-            .map(|(q, m)| (q, m.message_id.clone()))
+            .map(|(q, m)| (q, m.message_id.to_string()))
             .collect();
         let subs = d
             .subscriptions()
@@ -1090,7 +1090,7 @@ fn random_workload(seed: u64, steps: u64) {
                     let got = store.message_body(m.location).unwrap();
                     assert_eq!(
                         got,
-                        body(&m.message_id, got.len()),
+                        body(&m.message_id.to_string(), got.len()),
                         "{key:?} {}",
                         m.message_id
                     );

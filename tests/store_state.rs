@@ -100,7 +100,11 @@ fn replay(commands: &[JournalCommand]) -> (State, kahadb::store::state::ReplayRe
 fn ids(state: &State, dest: &DestKey) -> Vec<String> {
     state
         .destination(dest)
-        .map(|d| d.messages().map(|(_, m)| m.message_id.clone()).collect())
+        .map(|d| {
+            d.messages()
+                .map(|(_, m)| m.message_id.to_string())
+                .collect()
+        })
         .unwrap_or_default()
 }
 

@@ -28,7 +28,9 @@ use crate::error::{Error, ErrorCode, Result};
 use crate::journal::{Journal, Location};
 
 use super::codec::JournalCommand;
-use super::state::{DestKey, Destination, ReplayReport, State, StoredMessage, Subscription};
+use super::state::{
+    DestKey, Destination, Producers, ReplayReport, State, StoredMessage, Subscription,
+};
 use super::state::{TxKey, TxOp};
 
 /// The checkpoint file's name.
@@ -279,7 +281,7 @@ pub fn encode_state(state: &State) -> Vec<u8> {
         o.u32(d.message_count() as u32);
         for (seq, m) in d.messages() {
             o.u64(seq);
-            o.bytes(m.message_id.as_bytes());
+            o.bytes(m.message_id.to_string().as_bytes());
             o.loc(m.location);
             o.u8(m.priority);
             o.u32(m.size);
@@ -435,15 +437,16 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
     for _ in 0..i.count(20)? {
         let key = i.dest()?;
         let next_seq = i.u64()?;
-        let mut messages = BTreeMap::new();
+        let mut producers = Producers::default();
+        let mut messages = Vec::new();
         for _ in 0..i.count(33)? {
             let seq = i.u64()?;
-            let message_id = i.string()?;
+            let message_id = producers.key(&i.string()?);
             let location = i.loc()?;
             let priority = i.u8()?;
             let size = i.u32()?;
             let refs = i.u32()?;
-            messages.insert(
+            messages.push((
                 seq,
                 StoredMessage {
                     message_id,
@@ -452,7 +455,7 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
                     size,
                     refs,
                 },
-            );
+            ));
         }
         let mut subs = BTreeMap::new();
         for _ in 0..i.count(25)? {
@@ -474,7 +477,16 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
                 },
             );
         }
-        dests.insert(key, Destination::restore(next_seq, messages, subs));
+        dests.insert(
+            key,
+            Destination::restore(
+                next_seq,
+                // In sequence order as written: built in one pass.
+                messages.into_iter().collect(),
+                producers,
+                subs,
+            ),
+        );
     }
     let mut txs = Vec::new();
     for _ in 0..2 {

@@ -273,7 +273,7 @@ pub fn plan_relocation(
                     if sub.pending.contains(&seq) {
                         wanted.insert((key, seq));
                     } else {
-                        let a = unmatched_ack(key, &m.message_id, sub_key);
+                        let a = unmatched_ack(key, &m.message_id.to_string(), sub_key);
                         cost += command_size(&a);
                         commands.push(a);
                     }
@@ -318,7 +318,7 @@ pub fn plan_relocation(
         let Some(m) = message(key, seq) else {
             continue;
         };
-        let add = match read_message(journal, m.location, key, &m.message_id) {
+        let add = match read_message(journal, m.location, key, &m.message_id.to_string()) {
             Ok(a) => a,
             Err(why) => {
                 log::warn!(
@@ -347,7 +347,7 @@ pub fn plan_relocation(
         for (sub_key, sub) in dest.subscriptions() {
             if !sub.pending.contains(&seq) {
                 out.commands
-                    .push(unmatched_ack(key, &m.message_id, sub_key));
+                    .push(unmatched_ack(key, &m.message_id.to_string(), sub_key));
             }
         }
     }

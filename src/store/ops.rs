@@ -849,7 +849,13 @@ impl Store {
                         return false;
                     }
                     bytes += m.size as usize;
-                    picked.push((seq, lane as u8, m.message_id.clone(), m.location, m.size));
+                    picked.push((
+                        seq,
+                        lane as u8,
+                        m.message_id.to_string(),
+                        m.location,
+                        m.size,
+                    ));
                     true
                 };
                 match pending {

@@ -6,6 +6,8 @@
 //! path and replication followers, so that all of them agree on what a record means.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fmt;
+use std::sync::{Arc, Weak};
 
 use crate::error::Result;
 use crate::journal::{Journal, Location};
@@ -75,10 +77,114 @@ impl TxKey {
     }
 }
 
+/// A message id as the index keeps it. The broker's ids (`MessageId.toProducerKey()`) are
+/// `<producer id>:<producer sequence>`: the producer part is shared by every stored message of
+/// that producer (one allocation per producer, not per message) and the sequence is a number.
+/// An id of another shape is kept whole. Compares, hashes and prints as the full id.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct MessageKey {
+    producer: Arc<String>,
+    /// [`MessageKey::WHOLE`]: `producer` is the whole id.
+    seq: u64,
+}
+
+impl MessageKey {
+    const WHOLE: u64 = u64::MAX;
+
+    /// Splits an id into its producer part and sequence, if it has that shape exactly (so that
+    /// printing the key gives the id back byte for byte).
+    fn split(id: &str) -> (&str, u64) {
+        if let Some((producer, seq)) = id.rsplit_once(':') {
+            let canonical = !seq.is_empty()
+                && seq.len() <= 19
+                && seq.bytes().all(|b| b.is_ascii_digit())
+                && (seq == "0" || !seq.starts_with('0'));
+            if canonical {
+                if let Ok(n) = seq.parse::<u64>() {
+                    if n != Self::WHOLE {
+                        return (producer, n);
+                    }
+                }
+            }
+        }
+        (id, Self::WHOLE)
+    }
+
+    /// Whether this is the key of `id`.
+    pub fn is(&self, id: &str) -> bool {
+        let (producer, seq) = Self::split(id);
+        seq == self.seq && producer == self.producer.as_str()
+    }
+}
+
+impl fmt::Display for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.seq == Self::WHOLE {
+            f.write_str(&self.producer)
+        } else {
+            write!(f, "{}:{}", self.producer, self.seq)
+        }
+    }
+}
+
+impl fmt::Debug for MessageKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.to_string())
+    }
+}
+
+/// The producer ids of one destination's stored messages, shared by their keys. Holds them
+/// weakly: a producer's entry dies with its last stored message (dead entries are swept when
+/// the table has doubled since the last sweep).
+#[derive(Clone, Default)]
+pub(crate) struct Producers {
+    map: HashMap<String, Weak<String>>,
+    sweep_at: usize,
+}
+
+impl Producers {
+    /// The key of `id`, sharing the producer part with stored keys.
+    pub(crate) fn key(&mut self, id: &str) -> MessageKey {
+        let (producer, seq) = MessageKey::split(id);
+        if let Some(p) = self.map.get(producer).and_then(Weak::upgrade) {
+            return MessageKey { producer: p, seq };
+        }
+        if self.map.len() >= self.sweep_at {
+            self.map.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = (self.map.len() * 2).max(64);
+        }
+        let p = Arc::new(producer.to_owned());
+        self.map.insert(producer.to_owned(), Arc::downgrade(&p));
+        MessageKey { producer: p, seq }
+    }
+
+    /// The key of `id` if a message of its producer is stored (otherwise `id` is not stored).
+    fn find(&self, id: &str) -> Option<MessageKey> {
+        let (producer, seq) = MessageKey::split(id);
+        let p = self.map.get(producer)?.upgrade()?;
+        Some(MessageKey { producer: p, seq })
+    }
+}
+
+impl fmt::Debug for Producers {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Producers({})", self.map.len())
+    }
+}
+
+/// A cache: never part of what makes two destinations equal.
+impl PartialEq for Producers {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Producers {}
+
 /// A stored message: where its add record is, and what the index needs about it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMessage {
-    pub message_id: String,
+    pub message_id: MessageKey,
     pub location: Location,
     /// The effective priority (KahaDB's default 4 unless priority support was on).
     pub priority: u8,
@@ -104,7 +210,8 @@ pub struct Subscription {
 pub struct Destination {
     next_seq: u64,
     messages: BTreeMap<u64, StoredMessage>,
-    by_id: HashMap<String, u64>,
+    by_id: HashMap<MessageKey, u64>,
+    producers: Producers,
     subscriptions: BTreeMap<String, Subscription>,
     bytes: u64,
     /// Stored messages per priority lane (see [`lane_of`]).
@@ -138,7 +245,8 @@ impl Destination {
     }
 
     pub fn sequence_of(&self, message_id: &str) -> Option<u64> {
-        self.by_id.get(message_id).copied()
+        let key = self.producers.find(message_id)?;
+        self.by_id.get(&key).copied()
     }
 
     pub fn subscriptions(&self) -> &BTreeMap<String, Subscription> {
@@ -154,6 +262,7 @@ impl Destination {
     pub(crate) fn restore(
         next_seq: u64,
         messages: BTreeMap<u64, StoredMessage>,
+        producers: Producers,
         subscriptions: BTreeMap<String, Subscription>,
     ) -> Destination {
         let by_id = messages
@@ -169,6 +278,7 @@ impl Destination {
             next_seq,
             messages,
             by_id,
+            producers,
             subscriptions,
             bytes,
             lanes,
@@ -183,10 +293,10 @@ impl Destination {
         cmd: &KahaAddMessageCommand,
         location: Location,
     ) -> Option<Location> {
-        let message_id = cmd.message_id.clone().unwrap_or_default();
-        if let Some(seq) = self.by_id.get(&message_id) {
+        let id = cmd.message_id.as_deref().unwrap_or_default();
+        if let Some(seq) = self.sequence_of(id) {
             // A duplicate add (a resend the producer audit missed): the first one stays.
-            return self.messages.get(seq).map(|m| m.location);
+            return self.messages.get(&seq).map(|m| m.location);
         }
         if key.is_topic() && self.subscriptions.is_empty() {
             return None; // nobody to deliver to: KahaDB keeps nothing either
@@ -202,6 +312,7 @@ impl Destination {
         } else {
             0
         };
+        let message_id = self.producers.key(id);
         self.by_id.insert(message_id.clone(), seq);
         self.bytes += u64::from(size);
         let priority = cmd.effective_priority().clamp(0, 9) as u8;
@@ -260,7 +371,7 @@ impl Destination {
     /// message if it is stored (for a topic also when that subscription had nothing pending
     /// for it: the ack still matters to a replay that re-adds the message, see `pin`).
     fn remove(&mut self, message_id: &str, subscription: Option<&str>) -> Option<Location> {
-        let seq = *self.by_id.get(message_id)?;
+        let seq = self.sequence_of(message_id)?;
         let location = self.messages.get(&seq).map(|m| m.location);
         match subscription {
             None => {
@@ -420,7 +531,7 @@ impl State {
         let ids: Vec<String> = state
             .destinations
             .values()
-            .flat_map(|d| d.messages.values().map(|m| m.message_id.clone()))
+            .flat_map(|d| d.messages.values().map(|m| m.message_id.to_string()))
             .collect();
         for id in ids {
             state.audit(&id);
@@ -515,7 +626,7 @@ impl State {
                         .destinations
                         .get_mut(&key)
                         .and_then(|d| {
-                            let seq = d.by_id.get(id).copied()?;
+                            let seq = d.sequence_of(id)?;
                             d.messages.get_mut(&seq)
                         })
                         .map(|m| {
@@ -781,5 +892,44 @@ impl State {
 impl Default for DestKey {
     fn default() -> Self {
         DestKey::new(DestinationType::Queue, "")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_keys_print_back_the_id_and_share_producers() {
+        let mut p = Producers::default();
+        for id in [
+            "ID:host-40157-1700000000000-1:1:1:1:42",
+            "p:0",
+            "p:007",
+            "p:",
+            "no-colon",
+            "p:18446744073709551615",
+            "p:99999999999999999999",
+            "p:+5",
+            "",
+        ] {
+            let k = p.key(id);
+            assert_eq!(k.to_string(), id);
+            assert!(k.is(id));
+            assert_eq!(p.find(id), Some(k));
+        }
+        let a = p.key("prod:1");
+        let b = p.key("prod:2");
+        assert!(
+            Arc::ptr_eq(&a.producer, &b.producer),
+            "one allocation per producer"
+        );
+        assert_ne!(a, b);
+        assert_eq!(
+            p.find("prod:3").map(|k| k.to_string()),
+            Some("prod:3".into())
+        );
+        drop((a, b));
+        assert_eq!(p.find("prod:1"), None, "a producer goes with its last key");
     }
 }

@@ -115,9 +115,13 @@ public final class BrokerBench {
         System.exit(0);
     }
 
+    /**
+     * Resident anonymous memory (heap, native allocations): what the process itself holds, not
+     * the page-cache pages of data files it happens to have mapped (which the kernel can drop).
+     */
     static long rssKb() throws IOException {
         for (String l : Files.readAllLines(Path.of("/proc/self/status"))) {
-            if (l.startsWith("VmRSS:")) {
+            if (l.startsWith("RssAnon:")) {
                 return Long.parseLong(l.replaceAll("[^0-9]", ""));
             }
         }
