@@ -1,5 +1,5 @@
 # kahadb-rs build, test and benchmark entry points.
-#   make run     the main job (for now: the journal demo; the broker comes with the store)
+#   make run     the main job: an ActiveMQ broker on tcp://127.0.0.1:61616 storing in kahadb-rs
 #   make test    everything: formatting, lints, Rust tests, the header check, C tests, Java tests
 #   make bench   all benchmarks (results in bench/results/)
 
@@ -14,7 +14,7 @@ CFLAGS_TEST := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -I$(ROOT)/inc
 # make test must not rewrite the checked-in header: a stale one fails the build.
 export KAHADB_CHECK_HEADER ?= 1
 
-.PHONY: all build run demo test test-rust test-c test-java lint fmt-check clippy java \
+.PHONY: all build run demo broker-jar test test-rust test-c test-java lint fmt-check clippy java \
         bench bench-journal bench-broker deps clean
 
 all: build
@@ -25,8 +25,26 @@ deps:
 build:
 	$(CARGO) build --release --all-targets
 
-run: build
-	$(NATIVE_DIR)/kahadb-journal demo data/journal-demo
+# The main job: an ActiveMQ Classic broker storing in kahadb-rs, on tcp://127.0.0.1:61616 with its
+# data in data/broker (RUN_ARGS: see dev.kahadb.activemq.Main). Ctrl-C or SIGTERM stop it cleanly.
+# In a second terminal, `make demo` sends and receives a few messages (DEMO_ARGS="send 1000", ...).
+RUNTIME_CP := java/target/runtime-classpath.txt
+BROKER_JAR := java/target/kahadb-0.1.0-SNAPSHOT.jar
+
+run: broker-jar
+	@echo "java -cp $(BROKER_JAR):... dev.kahadb.activemq.Main $(RUN_ARGS)"
+	@status=0; java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Main $(RUN_ARGS) || status=$$?; \
+	  if [ $$status -ne 130 ] && [ $$status -ne 143 ]; then exit $$status; fi
+
+demo:
+	@test -f $(RUNTIME_CP) || $(MAKE) broker-jar
+	java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Demo $(DEMO_ARGS)
+
+broker-jar:
+	$(CARGO) build --release
+	cd java && $(MVN) -q package -DskipTests -Dkahadb.native.dir=$(NATIVE_DIR)
+	cd java && $(MVN) -q dependency:build-classpath -DincludeScope=runtime \
+	  -Dmdep.outputFile=target/runtime-classpath.txt
 
 test: deps fmt-check clippy test-rust test-c test-java
 	@echo "make test: all suites passed"
