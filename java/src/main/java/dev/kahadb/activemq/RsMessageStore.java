@@ -284,15 +284,13 @@ class RsMessageStore extends AbstractMessageStore {
         }
     }
 
+    /**
+     * Every stored message in store order, independent of the batch cursor (messages of
+     * recovered prepared acknowledgements excepted; rolled-back ones are simply there again).
+     */
     @Override
     public void recover(MessageRecoveryListener listener) throws Exception {
         String key = recoveredKey();
-        for (Map.Entry<String, RecoveredAcks.Position> e : recoveredAcks.takeRolledBack(key)) {
-            Message m = getMessage(new MessageId(e.getKey()));
-            if (m != null) {
-                listener.recoverMessage(m);
-            }
-        }
         long[] from = new long[3];
         while (true) {
             List<Read> batch = read(null, from, Long.MAX_VALUE, READ_MAX_COUNT);

@@ -259,12 +259,6 @@ final class RsTopicMessageStore extends RsMessageStore implements TopicMessageSt
     public void recoverSubscription(String clientId, String subscriptionName, MessageRecoveryListener listener)
             throws Exception {
         String sub = subscriptionKey(clientId, subscriptionName);
-        for (Map.Entry<String, RecoveredAcks.Position> e : recoveredAcks.takeRolledBack(sub)) {
-            Message m = getMessage(new MessageId(e.getKey()));
-            if (m != null) {
-                listener.recoverMessage(m);
-            }
-        }
         long[] from = new long[3];
         while (true) {
             List<Read> batch = read(sub, from, Long.MAX_VALUE, READ_MAX_COUNT);
