@@ -16,6 +16,8 @@ import jakarta.jms.TextMessage;
 import jakarta.jms.Topic;
 import jakarta.jms.TopicSubscriber;
 
+import org.apache.activemq.broker.region.policy.PolicyEntry;
+import org.apache.activemq.broker.region.policy.PolicyMap;
 import org.apache.activemq.command.ActiveMQTopic;
 import org.apache.activemq.store.TopicMessageStore;
 import org.junit.jupiter.api.Test;
@@ -143,6 +145,44 @@ class TopicTest {
             assertEquals(10, store.getMessageCount("c1", "two"));
             s.unsubscribe("two");
             assertEquals(0, store.getMessageCount());
+            a.close();
+        }
+    }
+
+    @Test
+    void expiredMessagesOfOfflineSubscribersAreRemoved() throws Exception {
+        try (BrokerFixture b = new BrokerFixture("topic-expiry", broker -> {
+            PolicyEntry e = new PolicyEntry();
+            e.setExpireMessagesPeriod(200);
+            PolicyMap m = new PolicyMap();
+            m.setDefaultEntry(e);
+            broker.setDestinationPolicy(m);
+        }, a -> { })) {
+            Connection a = connect(b, "expiring-client");
+            Session s = a.createSession(false, Session.AUTO_ACKNOWLEDGE);
+            Topic t = s.createTopic("ticks");
+            s.createDurableSubscriber(t, "slow").close();
+            MessageProducer p = s.createProducer(t);
+            p.setDeliveryMode(DeliveryMode.PERSISTENT);
+            p.setTimeToLive(200);
+            for (int i = 0; i < 5; i++) {
+                TextMessage m = s.createTextMessage("short" + i);
+                m.setIntProperty("i", i);
+                p.send(m);
+            }
+            p.setTimeToLive(0);
+            TextMessage keep = s.createTextMessage("keep");
+            keep.setIntProperty("i", 100);
+            p.send(keep);
+            TopicMessageStore store = b.adapter.createTopicMessageStore(new ActiveMQTopic("ticks"));
+            // The topic's expiry task finds them through recoverExpired (store type KAHADB) while
+            // the subscriber is offline.
+            assertTrue(waitFor(() -> store.getMessageCount("expiring-client", "slow") == 1),
+                    "pending: " + store.getMessageCount("expiring-client", "slow"));
+            assertEquals(1, store.getMessageCount());
+            TopicSubscriber sub = s.createDurableSubscriber(t, "slow");
+            assertEquals(List.of(100), drain(sub, 10, 1000));
+            sub.close();
             a.close();
         }
     }
