@@ -77,11 +77,81 @@ impl TxKey {
     }
 }
 
+/// A key of one destination's id index: the same producer id is one allocation there, so the
+/// key hashes and compares by that allocation and the sequence (no string hashing, and a
+/// client cannot choose ids that collide, the hash being keyed per process).
+#[derive(Clone, Debug)]
+struct IdKey(MessageKey);
+
+impl PartialEq for IdKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.seq == other.0.seq && Arc::ptr_eq(&self.0.producer, &other.0.producer)
+    }
+}
+
+impl Eq for IdKey {}
+
+impl std::hash::Hash for IdKey {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        state.write_u64(Arc::as_ptr(&self.0.producer) as usize as u64);
+        state.write_u64(self.0.seq);
+    }
+}
+
+/// The hasher of [`IdKey`]s: two words mixed with a per-process random key.
+#[derive(Clone, Copy)]
+struct IdHash {
+    key: u64,
+}
+
+impl Default for IdHash {
+    fn default() -> Self {
+        static KEY: once_cell::sync::Lazy<u64> = once_cell::sync::Lazy::new(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x6b61_6861_6462_2d72);
+            h.finish() | 1
+        });
+        IdHash { key: *KEY }
+    }
+}
+
+impl std::hash::BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher { h: self.key }
+    }
+}
+
+struct IdHasher {
+    h: u64,
+}
+
+impl std::hash::Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+
+    fn write_u64(&mut self, v: u64) {
+        // splitmix64's finalizer over the running state and the word.
+        let mut z = (self.h ^ v).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        self.h = z ^ (z >> 31);
+    }
+
+    fn finish(&self) -> u64 {
+        self.h
+    }
+}
+
 /// A message id as the index keeps it. The broker's ids (`MessageId.toProducerKey()`) are
 /// `<producer id>:<producer sequence>`: the producer part is shared by every stored message of
 /// that producer (one allocation per producer, not per message) and the sequence is a number.
 /// An id of another shape is kept whole. Compares, hashes and prints as the full id.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct MessageKey {
     producer: Arc<String>,
     /// [`MessageKey::WHOLE`]: `producer` is the whole id.
@@ -206,17 +276,31 @@ pub struct Subscription {
 }
 
 /// One destination's index.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Destination {
     next_seq: u64,
     messages: BTreeMap<u64, StoredMessage>,
-    by_id: HashMap<MessageKey, u64>,
+    by_id: HashMap<IdKey, u64, IdHash>,
     producers: Producers,
     subscriptions: BTreeMap<String, Subscription>,
     bytes: u64,
     /// Stored messages per priority lane (see [`lane_of`]).
     lanes: [u64; 3],
 }
+
+/// Destinations are equal when they hold the same messages (ids, places, sizes, references),
+/// subscriptions and counters; the derived indexes follow from those.
+impl PartialEq for Destination {
+    fn eq(&self, other: &Self) -> bool {
+        self.next_seq == other.next_seq
+            && self.messages == other.messages
+            && self.subscriptions == other.subscriptions
+            && self.bytes == other.bytes
+            && self.lanes == other.lanes
+    }
+}
+
+impl Eq for Destination {}
 
 /// The priority lane KahaDB files a message under: 0 high (priority above 4), 1 default (4, and
 /// every message of a destination without priority support), 2 low (below 4). Batches read the
@@ -246,7 +330,7 @@ impl Destination {
 
     pub fn sequence_of(&self, message_id: &str) -> Option<u64> {
         let key = self.producers.find(message_id)?;
-        self.by_id.get(&key).copied()
+        self.by_id.get(&IdKey(key)).copied()
     }
 
     pub fn subscriptions(&self) -> &BTreeMap<String, Subscription> {
@@ -265,10 +349,12 @@ impl Destination {
         producers: Producers,
         subscriptions: BTreeMap<String, Subscription>,
     ) -> Destination {
-        let by_id = messages
-            .iter()
-            .map(|(seq, m)| (m.message_id.clone(), *seq))
-            .collect();
+        let mut by_id = HashMap::with_capacity_and_hasher(messages.len(), IdHash::default());
+        by_id.extend(
+            messages
+                .iter()
+                .map(|(seq, m)| (IdKey(m.message_id.clone()), *seq)),
+        );
         let bytes = messages.values().map(|m| u64::from(m.size)).sum();
         let mut lanes = [0u64; 3];
         for m in messages.values() {
@@ -313,7 +399,7 @@ impl Destination {
             0
         };
         let message_id = self.producers.key(id);
-        self.by_id.insert(message_id.clone(), seq);
+        self.by_id.insert(IdKey(message_id.clone()), seq);
         self.bytes += u64::from(size);
         let priority = cmd.effective_priority().clamp(0, 9) as u8;
         self.lanes[lane_of(priority)] += 1;
@@ -332,7 +418,7 @@ impl Destination {
 
     fn delete(&mut self, seq: u64) -> Option<StoredMessage> {
         let m = self.messages.remove(&seq)?;
-        self.by_id.remove(&m.message_id);
+        self.by_id.remove(&IdKey(m.message_id.clone()));
         self.bytes -= u64::from(m.size);
         self.lanes[lane_of(m.priority)] -= 1;
         Some(m)
@@ -528,14 +614,30 @@ impl State {
             producers: HashMap::new(),
             pins: BTreeMap::new(),
         };
-        let ids: Vec<String> = state
-            .destinations
-            .values()
-            .flat_map(|d| d.messages.values().map(|m| m.message_id.to_string()))
-            .collect();
-        for id in ids {
-            state.audit(&id);
+        // The audit from the stored messages: one entry per producer (keys of one producer
+        // share its id, so consecutive messages mostly hit the entry just updated).
+        let mut audit: HashMap<String, i64> = HashMap::new();
+        for d in state.destinations.values() {
+            let mut last: Option<(&Arc<String>, &mut i64)> = None;
+            for m in d.messages.values() {
+                let Ok(seq) = i64::try_from(m.message_id.seq) else {
+                    continue; // a whole id (or one beyond i64): not a producer sequence
+                };
+                if let Some((p, v)) = &mut last {
+                    if Arc::ptr_eq(p, &m.message_id.producer) {
+                        **v = (**v).max(seq);
+                        continue;
+                    }
+                }
+                let _ = last.take();
+                let v = audit
+                    .entry(m.message_id.producer.to_string())
+                    .or_insert(seq);
+                *v = (*v).max(seq);
+                last = Some((&m.message_id.producer, v));
+            }
         }
+        state.producers = audit;
         state
     }
 
