@@ -7,6 +7,7 @@
 pub mod error;
 pub mod handles;
 pub mod journal;
+pub mod logging;
 pub mod store;
 
 pub mod ffi;

@@ -307,6 +307,7 @@ pub unsafe extern "C" fn kahadb_journal_open(
     out_journal: *mut *mut kahadb_journal,
 ) -> i32 {
     guard(|| {
+        crate::logging::init();
         if dir.is_null() {
             return Err(null("dir"));
         }

@@ -437,6 +437,7 @@ pub unsafe extern "C" fn kahadb_store_open(
     out_store: *mut *mut kahadb_store,
 ) -> i32 {
     guard(|| {
+        crate::logging::init();
         if out_store.is_null() {
             return Err(null("out_store"));
         }

@@ -55,6 +55,18 @@ use crate::journal::{Journal, JournalConfig, Location, Preallocation, SyncStrate
 
 use self::error::{err, JniError, JniResult, ThrowKahaDb};
 
+/// Called by the JVM when it loads the library: routes the library's log lines to standard
+/// error (see [`crate::logging`]) and asks for JNI 1.8.
+#[no_mangle]
+pub extern "system" fn JNI_OnLoad(
+    _vm: *mut jni::sys::JavaVM,
+    _reserved: *mut std::ffi::c_void,
+) -> jint {
+    // Nothing here can panic across the boundary: init only installs a static logger.
+    let _ = std::panic::catch_unwind(crate::logging::init);
+    jni::sys::JNI_VERSION_1_8
+}
+
 /// `JournalOptions.SyncStrategy` ordinals.
 const SYNC_ALWAYS: jint = 0;
 const SYNC_PERIODIC: jint = 1;
