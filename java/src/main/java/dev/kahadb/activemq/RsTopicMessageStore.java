@@ -39,9 +39,8 @@ final class RsTopicMessageStore extends RsMessageStore implements TopicMessageSt
     RsTopicMessageStore(KahaRsPersistenceAdapter adapter, ActiveMQDestination destination) throws IOException {
         super(adapter, destination);
         this.subStats = new MessageStoreSubscriptionStatistics(adapter.isEnableSubscriptionStatistics());
-        for (SubscriptionInfo info : getAllSubscriptions()) {
-            subscriptions.add(subscriptionKey(info.getClientId(), info.getSubscriptionName()));
-        }
+        // Subscriptions and their statistics are right from the start (start() re-reads them).
+        recoverMessageStoreStatistics();
     }
 
     static String subscriptionKey(String clientId, String subscriptionName) {
