@@ -351,9 +351,19 @@ final class RsTransactionStore implements TransactionStore {
                         }
                         return;
                     }
+                    // Guards against an operation repeated in one transaction (the same message
+                    // added or acknowledged twice): only the first may count.
+                    Set<String> seen = new HashSet<>();
                     for (int i = 0; i < ops.size(); i++) {
                         Op op = ops.get(i);
                         long r = results[i];
+                        String once = (op.add ? "a:" + r : "r:" + op.subscription + ":" + op.messageId) + "@"
+                                + KahaRsPersistenceAdapter.key(op.store.kind, op.store.name);
+                        if (r >= 0 && !seen.add(once)) {
+                            LOG.warn("Commit of {}: {} of {} repeated in the transaction", txid,
+                                    op.add ? "add" : "acknowledgement", op.messageId);
+                            r = -1;
+                        }
                         if (op.add) {
                             if (r >= 0) {
                                 op.store.added(op.body.length);
@@ -365,7 +375,8 @@ final class RsTransactionStore implements TransactionStore {
                         } else if (op.subscription != null && op.store instanceof RsTopicMessageStore) {
                             ((RsTopicMessageStore) op.store).acknowledged(op.subscription, r);
                         } else if (r >= 0) {
-                            op.store.removed(r);
+                            // A queue remove: the size (with the deleted flag, as acknowledgements).
+                            op.store.removed(r & ~Store.DELETED_FLAG);
                         }
                     }
                 } finally {

@@ -4,6 +4,7 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.nio.charset.StandardCharsets;
 import java.util.Arrays;
@@ -23,6 +24,7 @@ import jakarta.jms.XAConnection;
 import jakarta.jms.XASession;
 
 import org.apache.activemq.command.ActiveMQQueue;
+import org.apache.activemq.store.MessageStore;
 import org.junit.jupiter.api.Test;
 
 /** Local and XA transactions, including a prepared XA transaction across a broker restart. */
@@ -94,7 +96,9 @@ class TransactionTest {
             tx.commit();
             assertNull(consumer.receive(200));
             c.close();
-            assertEquals(0, b.adapter.createQueueMessageStore(new ActiveMQQueue("txq")).getMessageCount());
+            MessageStore store = b.adapter.createQueueMessageStore(new ActiveMQQueue("txq"));
+            assertEquals(0, store.getMessageCount());
+            assertEquals(0, store.getMessageSize(), "size statistics after transactional acks");
 
             b.restart();
             c = b.factory().createConnection();
@@ -200,7 +204,9 @@ class TransactionTest {
             assertArrayEquals(new int[] {0, 1}, back);
             bb.acknowledge();
             c.close();
-            assertEquals(0, b.adapter.createQueueMessageStore(new ActiveMQQueue("xack")).getMessageCount());
+            MessageStore store = b.adapter.createQueueMessageStore(new ActiveMQQueue("xack"));
+            assertTrue(TopicTest.waitFor(() -> store.getMessageCount() == 0), "count " + store.getMessageCount());
+            assertTrue(TopicTest.waitFor(() -> store.getMessageSize() == 0), "size " + store.getMessageSize());
         }
     }
 
