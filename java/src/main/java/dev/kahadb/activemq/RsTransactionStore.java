@@ -340,6 +340,9 @@ final class RsTransactionStore implements TransactionStore {
                         boolean sync = adapter.isEnableJournalDiskSyncs();
                         results = wasPrepared ? adapter.store().commitPrepared(txKey(txid), sync)
                                 : adapter.store().commit(txKey(txid), encode(ops), sync);
+                        if (results == null) {
+                            results = new long[0]; // not prepared in the store (no persistent work)
+                        }
                         adapter.changed();
                     } catch (KahaDBException e) {
                         throw adapter.failure(e);

@@ -211,6 +211,37 @@ class TransactionTest {
     }
 
     @Test
+    void preparedXaWithoutPersistentWork() throws Exception {
+        try (BrokerFixture b = new BrokerFixture("tx-xa-empty")) {
+            XAConnection xc = b.xaFactory().createXAConnection();
+            xc.start();
+            XASession xs = xc.createXASession();
+            XAResource res = xs.getXAResource();
+            Xid commit = new TestXid("np-commit");
+            res.start(commit, XAResource.TMNOFLAGS);
+            MessageProducer p = xs.getSession().createProducer(xs.getSession().createQueue("xanp"));
+            p.setDeliveryMode(DeliveryMode.NON_PERSISTENT);
+            TextMessage m = xs.getSession().createTextMessage("np");
+            m.setIntProperty("i", 1);
+            p.send(m);
+            res.end(commit, XAResource.TMSUCCESS);
+            res.prepare(commit);
+            res.commit(commit, false);
+            Xid rollback = new TestXid("np-rollback");
+            res.start(rollback, XAResource.TMNOFLAGS);
+            p.send(m);
+            res.end(rollback, XAResource.TMSUCCESS);
+            res.prepare(rollback);
+            res.rollback(rollback);
+            xc.close();
+            Connection c = b.factory().createConnection();
+            c.start();
+            assertEquals(List.of(1), QueueTest.receive(c, "xanp", 2, 1000));
+            c.close();
+        }
+    }
+
+    @Test
     void onePhaseXaCommit() throws Exception {
         try (BrokerFixture b = new BrokerFixture("tx-xa-1pc")) {
             XAConnection xc = b.xaFactory().createXAConnection();
