@@ -347,3 +347,183 @@ fn local_and_xa_transactions() {
     assert_eq!(seqs(&store, &q, None, ReadRequest::all()), vec![2, 3]);
     store.close().unwrap();
 }
+
+fn add_op(q: &DestKey, id: &str) -> TxRequest {
+    TxRequest::Add {
+        destination: q.clone(),
+        message_id: id.into(),
+        priority: 4,
+        prioritized: false,
+        body: b"body".to_vec(),
+    }
+}
+
+fn remove_op(d: &DestKey, id: &str, sub: Option<&str>) -> TxRequest {
+    TxRequest::Remove {
+        destination: d.clone(),
+        message_id: id.into(),
+        subscription: sub.map(str::to_owned),
+        ack: None,
+    }
+}
+
+#[test]
+fn commit_outcomes_follow_the_operations_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), config()).unwrap();
+    let q = queue("q");
+    let t = topic("t");
+    let tx = |id| TxKey::Local {
+        connection: "c".into(),
+        id,
+    };
+    let added = |s: Option<u64>| {
+        TxOutcome::Added(Added {
+            sequence: s,
+            size: 4,
+        })
+    };
+    let removed = |found, deleted| {
+        TxOutcome::Removed(Removed {
+            found,
+            size: if found { 4 } else { 0 },
+            deleted,
+        })
+    };
+    // The same id added twice: the second is a duplicate.
+    let out = store
+        .commit(&tx(1), &[add_op(&q, "p:1"), add_op(&q, "p:1")], true)
+        .unwrap();
+    assert_eq!(out, vec![added(Some(0)), added(None)]);
+    // Removed twice: found once.
+    let out = store
+        .commit(
+            &tx(2),
+            &[remove_op(&q, "p:1", None), remove_op(&q, "p:1", None)],
+            true,
+        )
+        .unwrap();
+    assert_eq!(out, vec![removed(true, true), removed(false, false)]);
+    // Removed then added again: stored anew.
+    store
+        .add_message(&q, "p:2", 4, false, b"body", true)
+        .unwrap();
+    let out = store
+        .commit(
+            &tx(3),
+            &[remove_op(&q, "p:2", None), add_op(&q, "p:2")],
+            true,
+        )
+        .unwrap();
+    assert_eq!(out, vec![removed(true, true), added(Some(2))]);
+    assert_eq!(store.counts(&q, None), (1, 4));
+    // Two subscriptions ack one message in one transaction: only the last ack deletes it.
+    store.subscribe(&t, "c:a", b"a", false, true).unwrap();
+    store.subscribe(&t, "c:b", b"b", false, true).unwrap();
+    store
+        .add_message(&t, "p:3", 4, false, b"body", true)
+        .unwrap();
+    let out = store
+        .commit(
+            &tx(4),
+            &[
+                remove_op(&t, "p:3", Some("c:a")),
+                remove_op(&t, "p:3", Some("c:b")),
+            ],
+            true,
+        )
+        .unwrap();
+    assert_eq!(out, vec![removed(true, false), removed(true, true)]);
+    store.close().unwrap();
+}
+
+#[test]
+fn misuse_of_transactions_and_topics_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), config()).unwrap();
+    let q = queue("q");
+    let t = topic("t");
+    let xa = TxKey::Xa {
+        format: 1,
+        global: b"g".to_vec(),
+        branch: b"b".to_vec(),
+    };
+    store.prepare(&xa, &[add_op(&q, "p:1")]).unwrap();
+    let e = store.commit(&xa, &[add_op(&q, "p:2")], true).unwrap_err();
+    assert_eq!(e.code(), kahadb::ErrorCode::IllegalState);
+    assert_eq!(
+        store.prepared_transactions().unwrap().len(),
+        1,
+        "still prepared"
+    );
+    assert_eq!(store.commit_prepared(&xa, true).unwrap().len(), 1);
+
+    store.subscribe(&t, "c:a", b"a", false, true).unwrap();
+    store.add_message(&t, "p:9", 4, false, b"x", true).unwrap();
+    let e = store.remove_message(&t, "p:9", true).unwrap_err();
+    assert_eq!(e.code(), kahadb::ErrorCode::InvalidArgument);
+    let local = TxKey::Local {
+        connection: "c".into(),
+        id: 1,
+    };
+    let e = store
+        .commit(&local, &[remove_op(&t, "p:9", None)], true)
+        .unwrap_err();
+    assert_eq!(e.code(), kahadb::ErrorCode::InvalidArgument);
+    assert_eq!(
+        store.counts(&t, Some("c:a")),
+        (1, 1),
+        "the subscription still has it"
+    );
+    store.close().unwrap();
+}
+
+#[test]
+fn sparse_lanes_and_subscription_lanes_read_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, _) = Store::open(dir.path(), config()).unwrap();
+    let t = topic("prio");
+    store.subscribe(&t, "c:all", b"a", false, true).unwrap();
+    for i in 0..2000u64 {
+        let p = if i == 1500 {
+            9
+        } else if i % 500 == 7 {
+            1
+        } else {
+            4
+        };
+        store
+            .add_message(&t, &format!("p:{i}"), p, true, b"m", false)
+            .unwrap();
+    }
+    store.subscribe(&t, "c:late", b"l", true, true).unwrap();
+    for i in (0..2000u64).filter(|i| i % 3 == 0) {
+        store
+            .acknowledge(&t, "c:late", &format!("p:{i}"), false)
+            .unwrap();
+    }
+    let all = seqs(&store, &t, Some("c:all"), ReadRequest::all());
+    let mut expect = vec![1500];
+    expect.extend((0..2000).filter(|i| *i != 1500 && i % 500 != 7));
+    expect.extend((0..2000).filter(|i| i % 500 == 7));
+    assert_eq!(all, expect);
+    let late = seqs(&store, &t, Some("c:late"), ReadRequest::all());
+    let expect_late: Vec<u64> = expect.iter().copied().filter(|i| i % 3 != 0).collect();
+    assert_eq!(late, expect_late);
+    // From positions past the only high message, with a limit.
+    let req = ReadRequest {
+        from: [1501, 1990, 0],
+        limit: 1996,
+        max_count: 100,
+        max_bytes: usize::MAX,
+    };
+    assert_eq!(
+        seqs(&store, &t, Some("c:all"), req),
+        vec![1990, 1991, 1992, 1993, 1994, 1995, 7, 507, 1007, 1507]
+    );
+    store.close().unwrap();
+    // The lanes come back from the checkpoint.
+    let (store, _) = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(seqs(&store, &t, Some("c:all"), ReadRequest::all()), expect);
+    store.close().unwrap();
+}

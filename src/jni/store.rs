@@ -356,11 +356,12 @@ pub extern "system" fn Java_dev_kahadb_Store_outcome0<'local>(
             let store = store(handle)?;
             let tx = packed::parse_tx(&bytes(env, &tx, "tx")?)?;
             if commit {
-                let prepared = store.read_state(|s| s.prepared().contains_key(&tx));
-                if !prepared {
+                // A prepared transaction has operations (an empty prepare writes nothing), so
+                // no outcomes means it was not prepared (checked under the store lock).
+                let out = store.commit_prepared(&tx, sync)?;
+                if out.is_empty() {
                     return Ok(JLongArray::default());
                 }
-                let out = store.commit_prepared(&tx, sync)?;
                 long_array(env, &outcome_values(&out))
             } else if store.rollback_prepared(&tx, sync)? {
                 long_array(env, &[])
@@ -555,7 +556,7 @@ pub extern "system" fn Java_dev_kahadb_Store_checkpoint0<'local>(
             if cleanup {
                 store.checkpoint_and_gc()?;
             } else {
-                store.checkpoint()?;
+                store.checkpoint_only()?;
             }
             Ok(())
         })

@@ -85,13 +85,7 @@ fn release_free_memory() {
 
 /// Deletes a store's data files and index files (the directory is locked by the caller).
 fn delete_contents(dir: &Path) -> Result<()> {
-    let mut removed = 0usize;
-    for id in crate::journal::files::list_data_files(dir)? {
-        let path = crate::journal::files::data_file_path(dir, id);
-        std::fs::remove_file(&path)
-            .map_err(|e| Error::io(format!("deleting {}", path.display()), &e))?;
-        removed += 1;
-    }
+    // The index first: a checkpoint must never outlive data files it refers to.
     for name in [
         checkpoint::INDEX_FILE,
         "kahadb-rs.index.tmp",
@@ -106,6 +100,14 @@ fn delete_contents(dir: &Path) -> Result<()> {
             Err(e) => return Err(Error::io(format!("deleting {}", path.display()), &e)),
         }
     }
+    let mut removed = 0usize;
+    for id in crate::journal::files::list_data_files(dir)? {
+        let path = crate::journal::files::data_file_path(dir, id);
+        std::fs::remove_file(&path)
+            .map_err(|e| Error::io(format!("deleting {}", path.display()), &e))?;
+        removed += 1;
+    }
+    crate::journal::files::sync_dir(dir)?;
     log::info!(
         "store {}: deleted all messages ({removed} data files)",
         dir.display()
@@ -375,6 +377,12 @@ impl Store {
             self.cleanup_locked(&mut GcReport::default())?;
         }
         Ok(())
+    }
+
+    /// Writes a checkpoint and nothing else (no cleanup, whatever `cleanup_every` says).
+    pub fn checkpoint_only(&self) -> Result<()> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        self.checkpoint_locked()
     }
 
     /// Writes a checkpoint and cleans up: deletes the data files no longer needed and

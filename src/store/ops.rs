@@ -14,7 +14,7 @@ use super::codec::{
     KahaUpdateMessageCommand, KahaXATransactionId,
 };
 use super::engine::{Store, Writer};
-use super::state::{lane_of, DestKey, TxKey, TxOp};
+use super::state::{lane_of, DestKey, OpOutcome, TxKey, TxOp};
 
 /// What storing a message did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -179,6 +179,21 @@ fn check_name(destination: &DestKey) -> Result<()> {
     Ok(())
 }
 
+/// A remove without a subscription is a queue consumer's: on a topic the message would leave
+/// while subscriptions still count it as pending.
+fn check_queue_remove(destination: &DestKey, subscription: Option<&str>) -> Result<()> {
+    if destination.is_topic() && subscription.is_none() {
+        return Err(Error::new(
+            ErrorCode::InvalidArgument,
+            format!(
+                "a message of topic {} is acknowledged per durable subscription, not removed",
+                destination.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
 fn check_id(message_id: &str) -> Result<()> {
     if message_id.is_empty() {
         return Err(Error::new(
@@ -329,6 +344,7 @@ impl Store {
     }
 
     /// A queue message consumed (`removeMessage`/`removeAsyncMessage`).
+    /// (A topic message is acknowledged per subscription: [`Store::acknowledge`].)
     pub fn remove_message(
         &self,
         destination: &DestKey,
@@ -336,6 +352,7 @@ impl Store {
         sync: bool,
     ) -> Result<Removed> {
         check_name(destination)?;
+        check_queue_remove(destination, None)?;
         check_id(message_id)?;
         let command = JournalCommand::RemoveMessage(remove_command(
             destination,
@@ -481,14 +498,19 @@ impl Store {
                     destination,
                     message_id,
                     ..
+                } => {
+                    check_name(destination)?;
+                    check_id(message_id)?;
                 }
-                | TxRequest::Remove {
+                TxRequest::Remove {
                     destination,
                     message_id,
+                    subscription,
                     ..
                 } => {
                     check_name(destination)?;
                     check_id(message_id)?;
+                    check_queue_remove(destination, subscription.as_deref())?;
                 }
             }
         }
@@ -505,6 +527,12 @@ impl Store {
         sync: bool,
     ) -> Result<Vec<TxOutcome>> {
         self.write(sync, |w| {
+            if w.state().prepared().contains_key(tx) {
+                return Err(Error::new(
+                    ErrorCode::IllegalState,
+                    "this transaction is prepared: commit it with commit_prepared",
+                ));
+            }
             if let Err(e) = Self::record_ops(w, tx, ops) {
                 let rollback = JournalCommand::Rollback(KahaRollbackCommand {
                     transaction_info: Some(tx_info(tx)),
@@ -512,106 +540,30 @@ impl Store {
                 let _ = w.record(&rollback);
                 return Err(e);
             }
-            Self::apply_commit(w, tx, commit)
+            Self::apply_commit(w, commit)
         })
     }
 
-    /// Records `commit` and returns, for every operation the transaction held, what it did.
-    fn apply_commit(
-        w: &mut Writer<'_>,
-        tx: &TxKey,
-        commit: JournalCommand,
-    ) -> Result<Vec<TxOutcome>> {
-        let held: Vec<TxOp> = w
-            .state()
-            .prepared()
-            .get(tx)
-            .into_iter()
-            .chain(w.state().inflight().get(tx))
-            .flatten()
-            .cloned()
-            .collect();
-        // Probe each op's effect before the commit applies them all.
-        let mut probes = Vec::with_capacity(held.len());
-        for op in &held {
-            probes.push(match op {
-                TxOp::Add { command, .. } => {
-                    let dest = command
-                        .destination
-                        .as_ref()
-                        .map(|d| {
-                            DestKey::new(
-                                d.dest_type_or_default(),
-                                d.name.clone().unwrap_or_default(),
-                            )
-                        })
-                        .unwrap_or_default();
-                    (
-                        dest,
-                        command.message_id.clone().unwrap_or_default(),
-                        None,
-                        true,
-                    )
-                }
-                TxOp::Remove {
-                    destination,
-                    message_id,
-                    subscription,
-                    ..
-                } => (
-                    destination.clone(),
-                    message_id.clone(),
-                    subscription.clone(),
-                    false,
-                ),
-            });
-        }
-        let sizes: Vec<Option<(u64, u32, bool)>> = probes
-            .iter()
-            .map(|(dest, id, sub, is_add)| {
-                let d = w.state().destination(dest)?;
-                let seq = d.sequence_of(id)?;
-                let m = d.message(seq)?;
-                let pending = *is_add
-                    || match sub {
-                        None => true,
-                        Some(s) => d
-                            .subscriptions()
-                            .get(s)
-                            .is_some_and(|s| s.pending.contains(&seq)),
-                    };
-                Some((seq, m.size, pending))
-            })
-            .collect();
+    /// Records `commit` and returns, for every operation the transaction held, what it did
+    /// (each operation seen after the ones before it in the same transaction).
+    fn apply_commit(w: &mut Writer<'_>, commit: JournalCommand) -> Result<Vec<TxOutcome>> {
         w.record(&commit)?;
-        let mut out = Vec::with_capacity(held.len());
-        for (i, op) in held.iter().enumerate() {
-            let (dest, id, _, _) = &probes[i];
-            out.push(match op {
-                TxOp::Add { command, .. } => {
-                    let after = w.state().destination(dest).and_then(|d| d.sequence_of(id));
-                    TxOutcome::Added(Added {
-                        sequence: match (sizes[i], after) {
-                            (None, Some(s)) => Some(s),
-                            _ => None,
-                        },
-                        size: command.message.as_ref().map_or(0, |b| b.len()) as u32,
-                    })
-                }
-                TxOp::Remove { .. } => TxOutcome::Removed(match sizes[i] {
-                    Some((seq, size, true)) => Removed {
-                        found: true,
-                        size,
-                        deleted: w
-                            .state()
-                            .destination(dest)
-                            .is_none_or(|d| d.message(seq).is_none()),
-                    },
-                    _ => Removed::default(),
+        Ok(w.state()
+            .last_commit_outcomes()
+            .iter()
+            .map(|o| match *o {
+                OpOutcome::Added { sequence, size } => TxOutcome::Added(Added { sequence, size }),
+                OpOutcome::Removed {
+                    found,
+                    size,
+                    deleted,
+                } => TxOutcome::Removed(Removed {
+                    found,
+                    size,
+                    deleted,
                 }),
-            });
-        }
-        Ok(out)
+            })
+            .collect())
     }
 
     /// Commits a transaction that was not prepared (a local transaction, or XA one-phase): its
@@ -672,7 +624,7 @@ impl Store {
             if !w.state().prepared().contains_key(tx) {
                 return Ok(Vec::new());
             }
-            Self::apply_commit(w, tx, commit)
+            Self::apply_commit(w, commit)
         })
     }
 
@@ -870,9 +822,17 @@ impl Store {
                         if d.lane_counts()[lane] == 0 || range.is_empty() {
                             continue;
                         }
-                        for seq in p.range(range) {
-                            if let Some(m) = d.message(*seq) {
-                                if lane_of(m.priority) == lane && !take(*seq, m) {
+                        // Walk whichever is smaller: the lane's messages or what the
+                        // subscription has pending in the range.
+                        let lane_smaller = lane != 1 && d.lane_counts()[lane] < p.len() as u64;
+                        let seqs: Box<dyn Iterator<Item = u64>> = if lane_smaller {
+                            Box::new(d.lane_sequences(lane, range).filter(|s| p.contains(s)))
+                        } else {
+                            Box::new(p.range(range).copied())
+                        };
+                        for seq in seqs {
+                            if let Some(m) = d.message(seq) {
+                                if lane_of(m.priority) == lane && !take(seq, m) {
                                     break 'lanes;
                                 }
                             }

@@ -286,6 +286,18 @@ pub struct Destination {
     bytes: u64,
     /// Stored messages per priority lane (see [`lane_of`]).
     lanes: [u64; 3],
+    /// Sequences of the messages in the high (0) and low (1) lanes, so that reading a sparse
+    /// lane costs what it returns (the default lane is the rest of `messages`).
+    outer_lanes: [BTreeSet<u64>; 2],
+}
+
+/// The `outer_lanes` slot of a lane, if it has one.
+fn outer_slot(lane: usize) -> Option<usize> {
+    match lane {
+        0 => Some(0),
+        2 => Some(1),
+        _ => None,
+    }
 }
 
 /// Destinations are equal when they hold the same messages (ids, places, sizes, references),
@@ -357,8 +369,13 @@ impl Destination {
         );
         let bytes = messages.values().map(|m| u64::from(m.size)).sum();
         let mut lanes = [0u64; 3];
-        for m in messages.values() {
-            lanes[lane_of(m.priority)] += 1;
+        let mut outer_lanes: [BTreeSet<u64>; 2] = Default::default();
+        for (seq, m) in &messages {
+            let lane = lane_of(m.priority);
+            lanes[lane] += 1;
+            if let Some(slot) = outer_slot(lane) {
+                outer_lanes[slot].insert(*seq);
+            }
         }
         Destination {
             next_seq,
@@ -368,6 +385,7 @@ impl Destination {
             subscriptions,
             bytes,
             lanes,
+            outer_lanes,
         }
     }
 
@@ -402,7 +420,7 @@ impl Destination {
         self.by_id.insert(IdKey(message_id.clone()), seq);
         self.bytes += u64::from(size);
         let priority = cmd.effective_priority().clamp(0, 9) as u8;
-        self.lanes[lane_of(priority)] += 1;
+        self.set_lane(seq, lane_of(priority), true);
         self.messages.insert(
             seq,
             StoredMessage {
@@ -420,7 +438,7 @@ impl Destination {
         let m = self.messages.remove(&seq)?;
         self.by_id.remove(&IdKey(m.message_id.clone()));
         self.bytes -= u64::from(m.size);
-        self.lanes[lane_of(m.priority)] -= 1;
+        self.set_lane(seq, lane_of(m.priority), false);
         Some(m)
     }
 
@@ -429,23 +447,54 @@ impl Destination {
         self.messages.get(&seq)
     }
 
+    /// Counts a message in or out of a lane.
+    fn set_lane(&mut self, seq: u64, lane: usize, present: bool) {
+        if present {
+            self.lanes[lane] += 1;
+        } else {
+            self.lanes[lane] -= 1;
+        }
+        if let Some(slot) = outer_slot(lane) {
+            if present {
+                self.outer_lanes[slot].insert(seq);
+            } else {
+                self.outer_lanes[slot].remove(&seq);
+            }
+        }
+    }
+
+    /// Sequences in one lane within `range`, in order. The high and low lanes cost what they
+    /// return; the default lane skips the high and low messages within the range.
+    pub fn lane_sequences(
+        &self,
+        lane: usize,
+        range: std::ops::Range<u64>,
+    ) -> Box<dyn Iterator<Item = u64> + '_> {
+        if range.is_empty() || self.lanes.get(lane).copied().unwrap_or(0) == 0 {
+            return Box::new(std::iter::empty());
+        }
+        match outer_slot(lane) {
+            Some(slot) => Box::new(self.outer_lanes[slot].range(range).copied()),
+            None if self.lanes[1] == self.messages.len() as u64 => {
+                Box::new(self.messages.range(range).map(|(s, _)| *s))
+            }
+            None => Box::new(
+                self.messages
+                    .range(range)
+                    .filter(|(_, m)| lane_of(m.priority) == 1)
+                    .map(|(s, _)| *s),
+            ),
+        }
+    }
+
     /// Stored messages in one lane with a sequence in `range`, in sequence order.
     pub fn lane_messages(
         &self,
         lane: usize,
         range: std::ops::Range<u64>,
     ) -> impl Iterator<Item = (u64, &StoredMessage)> {
-        let empty = self.lanes.get(lane).copied().unwrap_or(0) == 0 || range.is_empty();
-        let all_in_lane = self.lanes.get(lane).copied().unwrap_or(0) == self.messages.len() as u64;
-        let iter = if empty {
-            None
-        } else {
-            Some(self.messages.range(range))
-        };
-        iter.into_iter()
-            .flatten()
-            .filter(move |(_, m)| all_in_lane || lane_of(m.priority) == lane)
-            .map(|(s, m)| (*s, m))
+        self.lane_sequences(lane, range)
+            .filter_map(move |seq| self.messages.get(&seq).map(|m| (seq, m)))
     }
 
     /// How many stored messages each lane holds.
@@ -559,6 +608,22 @@ pub struct State {
     producers: HashMap<String, i64>,
     /// Data file → the older data files whose records its records kill or complete (see `pin`).
     pins: BTreeMap<u32, BTreeSet<u32>>,
+    /// What each operation of the last commit applied did (not part of equality or checkpoints).
+    commit_outcomes: Vec<OpOutcome>,
+}
+
+/// What one operation of a committed transaction did, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpOutcome {
+    /// An add: the sequence it got, or `None` (a duplicate id, or a topic nobody subscribes to).
+    Added { sequence: Option<u64>, size: u32 },
+    /// A remove or topic ack: whether it found the message (pending for that subscription),
+    /// its size, and whether the message left the store.
+    Removed {
+        found: bool,
+        size: u32,
+        deleted: bool,
+    },
 }
 
 /// States are equal when they hold the same destinations, transactions, position and pins; the
@@ -613,6 +678,7 @@ impl State {
             last_applied,
             producers: HashMap::new(),
             pins: BTreeMap::new(),
+            commit_outcomes: Vec::new(),
         };
         // The audit from the stored messages: one entry per producer (keys of one producer
         // share its id, so consecutive messages mostly hit the entry just updated).
@@ -743,8 +809,10 @@ impl State {
                         Some((old, new, old_priority, new_priority, old_location)) => {
                             if let Some(d) = self.destinations.get_mut(&key) {
                                 d.bytes = d.bytes - u64::from(old) + u64::from(new);
-                                d.lanes[lane_of(old_priority)] -= 1;
-                                d.lanes[lane_of(new_priority)] += 1;
+                                if let Some(seq) = d.sequence_of(id) {
+                                    d.set_lane(seq, lane_of(old_priority), false);
+                                    d.set_lane(seq, lane_of(new_priority), true);
+                                }
                             }
                             pin(&mut self.pins, location, old_location);
                         }
@@ -799,10 +867,15 @@ impl State {
                 if let Some(tx) = c.transaction_info.as_ref().and_then(TxKey::of) {
                     let mut ops = self.prepared.remove(&tx).unwrap_or_default();
                     ops.extend(self.inflight.remove(&tx).unwrap_or_default());
+                    self.commit_outcomes.clear();
                     for op in ops {
                         let at = op_location(&op);
                         pin(&mut self.pins, location, at);
-                        if let Some(target) = self.apply_op(op) {
+                        let before = self.probe(&op);
+                        let target = self.apply_op(op.clone());
+                        let outcome = self.outcome(&op, before);
+                        self.commit_outcomes.push(outcome);
+                        if let Some(target) = target {
                             // A committed remove kills its message: neither the operation
                             // nor the commit may go before the message's record.
                             pin(&mut self.pins, at, target);
@@ -932,6 +1005,76 @@ impl State {
         self.destinations
             .get_mut(destination)?
             .remove(message_id, subscription)
+    }
+
+    /// What the index holds about an operation's message: its sequence, size, and whether it
+    /// is pending for the operation's subscription (a queue message always is).
+    fn probe(&self, op: &TxOp) -> Option<(u64, u32, bool)> {
+        let (dest, id, sub) = match op {
+            TxOp::Add { command, .. } => (
+                command
+                    .destination
+                    .as_ref()
+                    .map(DestKey::of)
+                    .unwrap_or_default(),
+                command.message_id.as_deref().unwrap_or_default().to_owned(),
+                None,
+            ),
+            TxOp::Remove {
+                destination,
+                message_id,
+                subscription,
+                ..
+            } => (
+                destination.clone(),
+                message_id.clone(),
+                subscription.clone(),
+            ),
+        };
+        let d = self.destinations.get(&dest)?;
+        let seq = d.sequence_of(&id)?;
+        let m = d.message(seq)?;
+        let pending = match sub {
+            None => true,
+            Some(s) => d
+                .subscriptions
+                .get(&s)
+                .is_some_and(|s| s.pending.contains(&seq)),
+        };
+        Some((seq, m.size, pending))
+    }
+
+    fn outcome(&self, op: &TxOp, before: Option<(u64, u32, bool)>) -> OpOutcome {
+        let after = self.probe(op);
+        match op {
+            TxOp::Add { command, .. } => OpOutcome::Added {
+                sequence: match (before, after) {
+                    (None, Some((seq, _, _))) => Some(seq),
+                    _ => None,
+                },
+                size: command.message.as_ref().map_or(0, |b| b.len()) as u32,
+            },
+            TxOp::Remove { destination, .. } => match before {
+                Some((seq, size, true)) => OpOutcome::Removed {
+                    found: true,
+                    size,
+                    deleted: self
+                        .destinations
+                        .get(destination)
+                        .is_none_or(|d| d.message(seq).is_none()),
+                },
+                _ => OpOutcome::Removed {
+                    found: false,
+                    size: 0,
+                    deleted: false,
+                },
+            },
+        }
+    }
+
+    /// What each operation of the last commit applied did, in order.
+    pub fn last_commit_outcomes(&self) -> &[OpOutcome] {
+        &self.commit_outcomes
     }
 
     /// Applies a committed operation; for a remove, returns the location of its message.
