@@ -527,3 +527,43 @@ fn sparse_lanes_and_subscription_lanes_read_in_order() {
     assert_eq!(seqs(&store, &t, Some("c:all"), ReadRequest::all()), expect);
     store.close().unwrap();
 }
+
+#[test]
+fn producer_audit_survives_restarts_and_counts_commits_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let q = queue("audit");
+    let xa = TxKey::Xa {
+        format: 1,
+        global: b"g".to_vec(),
+        branch: b"b".to_vec(),
+    };
+    {
+        let (store, _) = Store::open(dir.path(), config()).unwrap();
+        for i in 0..5 {
+            store
+                .add_message(&q, &format!("prod:{i}"), 4, false, b"m", true)
+                .unwrap();
+        }
+        store.remove_message(&q, "prod:4", true).unwrap();
+        store.prepare(&xa, &[add_op(&q, "prod:7")]).unwrap();
+        assert_eq!(
+            store.last_producer_sequence("prod"),
+            4,
+            "a prepared add is not stored yet"
+        );
+        store.close().unwrap();
+    }
+    let (store, rec) = Store::open(dir.path(), config()).unwrap();
+    assert!(rec.checkpoint.is_some(), "reopened from the checkpoint");
+    assert_eq!(
+        store.last_producer_sequence("prod"),
+        4,
+        "consumed messages still count"
+    );
+    store.commit_prepared(&xa, true).unwrap();
+    assert_eq!(store.last_producer_sequence("prod"), 7);
+    store.close().unwrap();
+    let (store, _) = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(store.last_producer_sequence("prod"), 7);
+    store.close().unwrap();
+}

@@ -6,8 +6,8 @@
 //!
 //! ```text
 //! 0   8 B  magic "KRSINDX1"
-//! 8   u32  format version (2; version 1 had no pins and is refused, so the index is rebuilt
-//!          from the journal)
+//! 8   u32  format version (3; older versions (1: no pins, 2: no producer audit) are refused,
+//!          so the index is rebuilt from the journal)
 //! 12  u64  body length
 //! 20  u32  CRC32 (crc32fast) of the body
 //! 24  u32  CRC32 of the payload of the last journal record the state applied (0 if none):
@@ -37,7 +37,7 @@ use super::state::{TxKey, TxOp};
 pub const INDEX_FILE: &str = "kahadb-rs.index";
 const TMP_FILE: &str = "kahadb-rs.index.tmp";
 const MAGIC: &[u8; 8] = b"KRSINDX1";
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 const HEADER: usize = 28;
 
 /// How the index was recovered.
@@ -315,6 +315,13 @@ pub fn encode_state(state: &State) -> Vec<u8> {
             o.u32(*t);
         }
     }
+    // Producer audit: producer id, highest producer sequence stored.
+    let audit = state.producer_audit();
+    o.u32(audit.len() as u32);
+    for (producer, seq) in audit {
+        o.bytes(producer.as_bytes());
+        o.u64(*seq as u64);
+    }
     o.0
 }
 
@@ -506,6 +513,12 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
         }
         pins.insert(file, to);
     }
+    let mut audit = Vec::new();
+    for _ in 0..i.count(12)? {
+        let producer = i.string()?;
+        let seq = i.u64()? as i64;
+        audit.push((producer, seq));
+    }
     if i.pos != body.len() {
         return Err(format!("{} trailing bytes", body.len() - i.pos));
     }
@@ -513,5 +526,6 @@ pub fn decode_state(body: &[u8]) -> Dec<State> {
     let inflight = txs.pop().unwrap_or_default();
     let mut state = State::restore(dests, inflight, prepared, last_applied);
     state.restore_pins(pins);
+    state.restore_audit(audit);
     Ok(state)
 }

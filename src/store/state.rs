@@ -707,6 +707,19 @@ impl State {
         state
     }
 
+    /// The producer audit: producer id → highest producer sequence stored.
+    pub fn producer_audit(&self) -> &HashMap<String, i64> {
+        &self.producers
+    }
+
+    /// Merges a checkpoint's producer audit into the one rebuilt from the stored messages.
+    pub(crate) fn restore_audit(&mut self, audit: Vec<(String, i64)>) {
+        for (producer, seq) in audit {
+            let v = self.producers.entry(producer).or_insert(seq);
+            *v = (*v).max(seq);
+        }
+    }
+
     /// The highest producer sequence stored for `producer_id`, or -1.
     pub fn last_producer_sequence(&self, producer_id: &str) -> i64 {
         self.producers.get(producer_id).copied().unwrap_or(-1)
@@ -967,8 +980,11 @@ impl State {
     }
 
     fn add(&mut self, c: &KahaAddMessageCommand, location: Location) -> bool {
-        if let Some(id) = &c.message_id {
-            self.audit(id);
+        // The audit records what is stored: a transactional add counts at its commit.
+        if c.transaction_info.is_none() {
+            if let Some(id) = &c.message_id {
+                self.audit(id);
+            }
         }
         match c.transaction_info.as_ref().and_then(TxKey::of) {
             Some(tx) => self.inflight.entry(tx).or_default().push(TxOp::Add {
@@ -1081,6 +1097,9 @@ impl State {
     fn apply_op(&mut self, op: TxOp) -> Option<Location> {
         match op {
             TxOp::Add { command, location } => {
+                if let Some(id) = &command.message_id {
+                    self.audit(id);
+                }
                 self.store(&command, location);
                 None
             }

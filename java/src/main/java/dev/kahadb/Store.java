@@ -195,7 +195,7 @@ public final class Store implements AutoCloseable {
         }
     }
 
-    /** Commits a prepared transaction; results as {@link #commit} (empty if it was not prepared). */
+    /** Commits a prepared transaction; results as {@link #commit}, or null if it was not prepared. */
     public long[] commitPrepared(byte[] tx, boolean sync) throws KahaDBException {
         Objects.requireNonNull(tx, "tx");
         try {
