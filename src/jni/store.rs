@@ -556,7 +556,8 @@ pub extern "system" fn Java_dev_kahadb_Store_checkpoint0<'local>(
             if cleanup {
                 store.checkpoint_and_gc()?;
             } else {
-                store.checkpoint_only()?;
+                // The adapter's timer: bounded so that a large index is not paused too often.
+                store.checkpoint_timed()?;
             }
             Ok(())
         })

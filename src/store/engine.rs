@@ -155,6 +155,8 @@ pub struct Store {
     /// Where the newest durable checkpoint ends (what GC may rely on). Written under
     /// `checkpointing`.
     last_checkpoint: Mutex<Option<Location>>,
+    /// How long the last checkpoint held the store lock, and when it was taken.
+    last_pause: Mutex<(std::time::Duration, Option<std::time::Instant>)>,
     /// Automatic checkpoints since the last cleanup.
     checkpoints_since_cleanup: AtomicU64,
     /// Read side: held by readers between taking locations from the index and reading them;
@@ -195,6 +197,7 @@ impl Store {
             since_checkpoint: AtomicU64::new(recovery.replay.records),
             checkpointing: Mutex::new(()),
             last_checkpoint: Mutex::new(recovery.checkpoint),
+            last_pause: Mutex::new((std::time::Duration::ZERO, None)),
             checkpoints_since_cleanup: AtomicU64::new(0),
             files_gate: RwLock::new(()),
         };
@@ -385,6 +388,22 @@ impl Store {
         self.checkpoint_locked()
     }
 
+    /// A checkpoint on a timer: like [`Store::checkpoint_only`], but skipped (returning false)
+    /// while less time has passed since the last one than 20 times the pause that one imposed
+    /// on writers (the index is encoded under the store lock), so that a large index never
+    /// spends more than about 5 % of the time paused for checkpoints.
+    pub fn checkpoint_timed(&self) -> Result<bool> {
+        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
+        let (pause, at) = *self.last_pause.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(at) = at {
+            if at.elapsed() < pause * 20 {
+                return Ok(false);
+            }
+        }
+        self.checkpoint_locked()?;
+        Ok(true)
+    }
+
     /// Writes a checkpoint and cleans up: deletes the data files no longer needed and
     /// relocates the live records of old ones; if anything was relocated, checkpoints and
     /// deletes once more, so that the files relocated from go at once.
@@ -526,6 +545,7 @@ impl Store {
     }
 
     fn checkpoint_locked(&self) -> Result<()> {
+        let started = std::time::Instant::now();
         let (body, last) = {
             let mut live = self.lock();
             if let Some(e) = &live.failed {
@@ -538,6 +558,8 @@ impl Store {
                 live.state.last_applied(),
             )
         };
+        *self.last_pause.lock().unwrap_or_else(|p| p.into_inner()) =
+            (started.elapsed(), Some(std::time::Instant::now()));
         // Everything the state holds must be durable first; if the journal cannot vouch for it,
         // the index may hold a change the disk does not: stop.
         self.sync_applied()?;
@@ -555,18 +577,13 @@ impl Store {
         let failed = self.lock().failed.clone();
         let checkpointed = match failed {
             Some(_) => Ok(()),
-            None => match self.checkpoint_without_cleanup() {
+            None => match self.checkpoint_only() {
                 Err(e) if e.code() == ErrorCode::Closed => Ok(()),
                 other => other,
             },
         };
         let closed = self.journal.close();
         checkpointed.and(closed)
-    }
-
-    fn checkpoint_without_cleanup(&self) -> Result<()> {
-        let _one = self.checkpointing.lock().unwrap_or_else(|p| p.into_inner());
-        self.checkpoint_locked()
     }
 }
 

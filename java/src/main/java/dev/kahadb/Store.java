@@ -303,7 +303,12 @@ public final class Store implements AutoCloseable {
         }
     }
 
-    /** Writes a checkpoint of the index; with {@code cleanup} also deletes data files nothing needs. */
+    /**
+     * Writes a checkpoint of the index; with {@code cleanup} also deletes data files nothing needs
+     * (relocating the few live records of old files first). Without {@code cleanup} this is meant
+     * for a timer: it is skipped while less time has passed since the last checkpoint than 20
+     * times the pause that one imposed on writers, so a large index is not paused too often.
+     */
     public void checkpoint(boolean cleanup) throws KahaDBException {
         try {
             checkpoint0(h(), cleanup);
