@@ -40,7 +40,7 @@ demo:
 	@test -f $(RUNTIME_CP) || $(MAKE) broker-jar
 	java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Demo $(DEMO_ARGS)
 
-broker-jar:
+broker-jar: deps
 	$(CARGO) build --release
 	cd java && $(MVN) -q package -DskipTests -Dkahadb.native.dir=$(NATIVE_DIR)
 	cd java && $(MVN) -q dependency:build-classpath -DincludeScope=runtime \
