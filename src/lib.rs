@@ -8,6 +8,7 @@ pub mod error;
 pub mod handles;
 pub mod journal;
 pub mod logging;
+pub mod replication;
 pub mod store;
 
 pub mod ffi;
