@@ -5,6 +5,7 @@
 pub mod frame;
 pub mod message;
 pub mod net;
+pub mod sync;
 
 pub use frame::{Decoder, Frame, FrameError, FrameType, DEFAULT_MAX_FRAME};
 pub use message::{FileInfo, FileRange, Message, Position, Purpose, PROTOCOL_VERSION};

@@ -1,0 +1,542 @@
+//! Initial sync of sealed data files (`docs/PROTOCOL.md` §3.2–3.3): a joining slave reports
+//! what it has, the master answers with a plan, and the slave fetches the missing bytes over
+//! several concurrent transfer sessions, each range CRC-checked and recorded in a progress file
+//! once it is on disk, so that a restarted slave fetches only what is left.
+//!
+//! Sealed files (every data file but the newest, which the journal is still writing) never
+//! change, so they are copied byte for byte, preallocated tail included: afterwards the slave's
+//! files are identical to the master's. The newest file belongs to the live stream.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use crate::error::{Error, ErrorCode, Result};
+use crate::journal::files;
+
+use super::message::{FileInfo, FileRange, Message, Position, Purpose};
+use super::net::{connect, Closed, Conn, Identity, KdbrUri};
+
+/// Bytes per transfer request.
+pub const DEFAULT_CHUNK: u64 = 1 << 20;
+/// Default number of concurrent transfer sessions.
+pub const DEFAULT_SESSIONS: usize = 4;
+/// The slave's record of ranges already on its disk.
+pub const PROGRESS_FILE: &str = "replication.progress";
+
+fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Error {
+    Error::io(what.to_string(), e)
+}
+
+/// CRC-32 of the first `len` bytes of a file (the file must have them).
+pub fn prefix_crc(path: &Path, len: u64) -> Result<u32> {
+    let mut f = File::open(path).map_err(|e| io(format!("opening {}", path.display()), &e))?;
+    let mut h = crc32fast::Hasher::new();
+    let mut left = len;
+    let mut buf = vec![0u8; 1 << 20];
+    while left > 0 {
+        let n = left.min(buf.len() as u64) as usize;
+        f.read_exact(&mut buf[..n])
+            .map_err(|e| io(format!("reading {}", path.display()), &e))?;
+        h.update(&buf[..n]);
+        left -= n as u64;
+    }
+    Ok(h.finalize())
+}
+
+fn file_len(path: &Path) -> Result<u64> {
+    Ok(std::fs::metadata(path)
+        .map_err(|e| io(format!("reading the size of {}", path.display()), &e))?
+        .len())
+}
+
+/// The master's sealed files: every data file but the newest, with its length.
+pub fn sealed_files(dir: &Path) -> Result<Vec<(u32, u64)>> {
+    let mut ids = files::list_data_files(dir)?;
+    ids.sort_unstable();
+    ids.pop();
+    ids.into_iter()
+        .map(|id| Ok((id, file_len(&files::data_file_path(dir, id))?)))
+        .collect()
+}
+
+/// What a slave directory holds: every data file, with the length it has and the CRC of it.
+/// Files recorded as partly fetched count with the length of their contiguous fetched prefix.
+pub fn inventory(dir: &Path) -> Result<Vec<FileInfo>> {
+    let progress = Progress::load(dir)?;
+    let mut out = Vec::new();
+    let mut ids = files::list_data_files(dir)?;
+    ids.sort_unstable();
+    for id in ids {
+        let path = files::data_file_path(dir, id);
+        let length = match progress.prefix(id) {
+            Some(done) => done.min(file_len(&path)?),
+            None => file_len(&path)?,
+        };
+        out.push(FileInfo {
+            id,
+            length,
+            crc: prefix_crc(&path, length)?,
+        });
+    }
+    Ok(out)
+}
+
+/// The master's answer to an inventory: files that differ from the master's are cut to the
+/// prefix they share with it (whole-file CRC of the slave's length), files the master does not
+/// have are deleted, and whatever the slave lacks is fetched.
+pub fn plan(master_dir: &Path, inventory: &[FileInfo]) -> Result<Message> {
+    let sealed = sealed_files(master_dir)?;
+    let master: BTreeMap<u32, u64> = sealed.iter().copied().collect();
+    let newest = files::list_data_files(master_dir)?
+        .into_iter()
+        .max()
+        .unwrap_or(1);
+    let mut truncate = Vec::new();
+    let mut delete = Vec::new();
+    let mut fetch = Vec::new();
+    let mut have: BTreeMap<u32, u64> = BTreeMap::new();
+    for f in inventory {
+        match master.get(&f.id) {
+            // The file the master is writing comes through the live stream, from its start.
+            None if f.id == newest => truncate.push((f.id, 0)),
+            // Files the master does not have: deleted by its GC, or the tail of an old master.
+            None => delete.push(f.id),
+            Some(&len) => {
+                let path = files::data_file_path(master_dir, f.id);
+                let same = f.length <= len && prefix_crc(&path, f.length)? == f.crc;
+                if same {
+                    have.insert(f.id, f.length);
+                } else {
+                    truncate.push((f.id, 0));
+                    have.insert(f.id, 0);
+                }
+            }
+        }
+    }
+    for (id, len) in &sealed {
+        let from = have.get(id).copied().unwrap_or(0);
+        if from < *len {
+            fetch.push(FileRange {
+                file: *id,
+                offset: from,
+                length: len - from,
+            });
+        }
+    }
+    Ok(Message::SyncPlan {
+        truncate,
+        delete,
+        fetch,
+        live_from: Position {
+            file: newest,
+            offset: 0,
+        },
+    })
+}
+
+/// Ranges fetched so far, per file (`file offset length` lines, appended and synced as chunks
+/// land; read back as merged intervals).
+#[derive(Debug, Default)]
+pub struct Progress {
+    done: BTreeMap<u32, BTreeMap<u64, u64>>,
+    file: Option<File>,
+}
+
+impl Progress {
+    pub fn load(dir: &Path) -> Result<Progress> {
+        let path = dir.join(PROGRESS_FILE);
+        let mut p = Progress::default();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => {
+                for line in text.lines() {
+                    let v: Vec<u64> = line
+                        .split_whitespace()
+                        .filter_map(|w| w.parse().ok())
+                        .collect();
+                    // A torn last line (a crash while appending) is ignored: that chunk is
+                    // fetched again.
+                    if let [file, offset, length] = v[..] {
+                        if let Ok(file) = u32::try_from(file) {
+                            p.insert(file, offset, length);
+                        }
+                    }
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("reading {}", path.display()), &e)),
+        }
+        Ok(p)
+    }
+
+    fn insert(&mut self, file: u32, offset: u64, length: u64) {
+        let m = self.done.entry(file).or_default();
+        let (mut start, mut end) = (offset, offset + length);
+        // Merge with overlapping or touching intervals.
+        let overlapping: Vec<(u64, u64)> = m
+            .range(..=end)
+            .filter(|(s, e)| **e >= start && **s <= end)
+            .map(|(s, e)| (*s, *e))
+            .collect();
+        for (s, e) in overlapping {
+            m.remove(&s);
+            start = start.min(s);
+            end = end.max(e);
+        }
+        m.insert(start, end);
+    }
+
+    /// Length of the fetched prefix of `file`, if anything of it is recorded.
+    pub fn prefix(&self, file: u32) -> Option<u64> {
+        let m = self.done.get(&file)?;
+        Some(m.get(&0).copied().unwrap_or(0))
+    }
+
+    /// Whether `[offset, offset+length)` of `file` is fetched.
+    pub fn covers(&self, file: u32, offset: u64, length: u64) -> bool {
+        self.done.get(&file).is_some_and(|m| {
+            m.range(..=offset)
+                .next_back()
+                .is_some_and(|(_, e)| *e >= offset + length)
+        })
+    }
+
+    fn forget(&mut self, file: u32) {
+        self.done.remove(&file);
+    }
+
+    fn record(&mut self, dir: &Path, file: u32, offset: u64, length: u64) -> Result<()> {
+        if self.file.is_none() {
+            let path = dir.join(PROGRESS_FILE);
+            self.file = Some(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|e| io(format!("opening {}", path.display()), &e))?,
+            );
+        }
+        if let Some(f) = self.file.as_mut() {
+            f.write_all(format!("{file} {offset} {length}\n").as_bytes())
+                .and_then(|_| f.sync_data())
+                .map_err(|e| io("recording sync progress", &e))?;
+        }
+        self.insert(file, offset, length);
+        Ok(())
+    }
+
+    /// Rewrites the progress file with the merged intervals (after a plan was applied).
+    fn rewrite(&mut self, dir: &Path) -> Result<()> {
+        let path = dir.join(PROGRESS_FILE);
+        let tmp = dir.join(format!("{PROGRESS_FILE}.tmp"));
+        let mut text = String::new();
+        for (file, m) in &self.done {
+            for (s, e) in m {
+                text.push_str(&format!("{file} {s} {}\n", e - s));
+            }
+        }
+        std::fs::write(&tmp, text).map_err(|e| io(format!("writing {}", tmp.display()), &e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| io(format!("renaming {}", tmp.display()), &e))?;
+        files::sync_dir(dir)?;
+        self.file = None;
+        Ok(())
+    }
+}
+
+/// What an initial sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Bytes received in Range frames.
+    pub bytes_fetched: u64,
+    /// Bytes the plan asked for that an earlier run had already fetched.
+    pub bytes_resumed: u64,
+    pub files_deleted: usize,
+    pub files_truncated: usize,
+    pub live_from: Position,
+}
+
+fn closed(what: &str, c: Closed) -> Error {
+    Error::new(ErrorCode::Io, format!("{what}: {c}"))
+}
+
+/// Serves a master's side of one connection after its handshake: answers an Inventory with a
+/// plan (stream sessions) and RangeRequests with ranges of sealed files (transfer sessions).
+/// Returns when the peer leaves or misbehaves (the reason is logged by the caller).
+pub async fn serve_session(mut conn: Conn, master_dir: PathBuf, purpose: Purpose) -> Closed {
+    let sealed: BTreeMap<u32, u64> = match sealed_files(&master_dir) {
+        Ok(v) => v.into_iter().collect(),
+        Err(e) => return Closed::Io(e.to_string()),
+    };
+    loop {
+        let m = match conn.recv().await {
+            Ok(m) => m,
+            Err(c) => return c,
+        };
+        let reply = match (purpose, m) {
+            (Purpose::Stream, Message::Inventory { files }) => {
+                let dir = master_dir.clone();
+                match tokio::task::spawn_blocking(move || plan(&dir, &files)).await {
+                    Ok(Ok(plan)) => plan,
+                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Err(e) => return Closed::Io(e.to_string()),
+                }
+            }
+            (Purpose::Transfer, Message::RangeRequest { range }) => {
+                let ok = sealed.get(&range.file).is_some_and(|len| {
+                    range.length <= 4 * DEFAULT_CHUNK
+                        && range
+                            .offset
+                            .checked_add(range.length)
+                            .is_some_and(|e| e <= *len)
+                });
+                if !ok {
+                    let reason = format!("range {range:?} is not within a sealed data file");
+                    conn.reject(&reason).await;
+                    return Closed::Protocol(reason);
+                }
+                let path = files::data_file_path(&master_dir, range.file);
+                let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+                    let f = File::open(&path)?;
+                    let mut data = vec![0u8; range.length as usize];
+                    f.read_exact_at(&mut data, range.offset)?;
+                    Ok(data)
+                })
+                .await;
+                let data = match read {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Err(e) => return Closed::Io(e.to_string()),
+                };
+                Message::Range {
+                    file: range.file,
+                    offset: range.offset,
+                    crc: crc32fast::hash(&data),
+                    data,
+                }
+            }
+            (_, Message::Heartbeat) => Message::Heartbeat,
+            (_, other) => {
+                let reason = format!("unexpected {:?} on a {purpose:?} session", other.kind());
+                conn.reject(&reason).await;
+                return Closed::Protocol(reason);
+            }
+        };
+        if let Err(c) = conn.send(&reply).await {
+            return c;
+        }
+    }
+}
+
+/// Brings the sealed data files of `dir` up to those of the master at `master`, fetching over
+/// `sessions` concurrent transfer sessions; resumes what an interrupted run left. The store in
+/// `dir` must not be open.
+pub async fn initial_sync(
+    master: &KdbrUri,
+    me: &Identity,
+    dir: &Path,
+    sessions: usize,
+    chunk: u64,
+) -> Result<SyncReport> {
+    std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), &e))?;
+    let inv = {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || inventory(&dir))
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??
+    };
+    let (mut conn, _) = connect(master, me, Purpose::Stream)
+        .await
+        .map_err(|c| closed("connecting", c))?;
+    conn.send(&Message::Inventory { files: inv })
+        .await
+        .map_err(|c| closed("sending the inventory", c))?;
+    let (truncate, delete, fetch, live_from) = match conn.recv().await {
+        Ok(Message::SyncPlan {
+            truncate,
+            delete,
+            fetch,
+            live_from,
+        }) => (truncate, delete, fetch, live_from),
+        Ok(other) => {
+            return Err(Error::new(
+                ErrorCode::Io,
+                format!("expected a sync plan, got {:?}", other.kind()),
+            ))
+        }
+        Err(c) => return Err(closed("waiting for the sync plan", c)),
+    };
+    let mut report = SyncReport {
+        live_from,
+        ..SyncReport::default()
+    };
+    let mut progress = Progress::load(dir)?;
+    for (id, len) in &truncate {
+        let path = files::data_file_path(dir, *id);
+        let f = OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(format!("opening {}", path.display()), &e))?;
+        f.set_len(*len)
+            .and_then(|_| f.sync_all())
+            .map_err(|e| io(format!("truncating {}", path.display()), &e))?;
+        progress.forget(*id);
+        report.files_truncated += 1;
+    }
+    for id in &delete {
+        let path = files::data_file_path(dir, *id);
+        std::fs::remove_file(&path).map_err(|e| io(format!("deleting {}", path.display()), &e))?;
+        progress.forget(*id);
+        report.files_deleted += 1;
+    }
+    // Files fetched whole on an earlier run (prefix == length) count as done.
+    let fetched_prefix: BTreeSet<u32> = fetch.iter().map(|r| r.file).collect();
+    for id in fetched_prefix {
+        if progress.prefix(id).is_none() {
+            // Known to the master as a kept prefix: the bytes before the range are ours.
+            if let Some(r) = fetch.iter().find(|r| r.file == id) {
+                if r.offset > 0 {
+                    progress.insert(id, 0, r.offset);
+                }
+            }
+        }
+    }
+    progress.rewrite(dir)?;
+    // Chunks still to fetch.
+    let mut jobs = Vec::new();
+    for r in &fetch {
+        let mut off = r.offset;
+        let end = r.offset + r.length;
+        while off < end {
+            let n = chunk.min(end - off);
+            if progress.covers(r.file, off, n) {
+                report.bytes_resumed += n;
+            } else {
+                jobs.push(FileRange {
+                    file: r.file,
+                    offset: off,
+                    length: n,
+                });
+            }
+            off += n;
+        }
+    }
+    // Files get their final length first (the master's files are fully laid out).
+    for r in &fetch {
+        let path = files::data_file_path(dir, r.file);
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| io(format!("creating {}", path.display()), &e))?;
+        let want = r.offset + r.length;
+        let have = f
+            .metadata()
+            .map_err(|e| io(format!("reading {}", path.display()), &e))?
+            .len();
+        if have < want {
+            f.set_len(want)
+                .map_err(|e| io(format!("sizing {}", path.display()), &e))?;
+        }
+    }
+    let jobs = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
+    let progress = Arc::new(Mutex::new(progress));
+    let fetched = Arc::new(AtomicU64::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..sessions.max(1) {
+        let (jobs, progress, fetched) = (jobs.clone(), progress.clone(), fetched.clone());
+        let (master, me, dir) = (master.clone(), me.clone(), dir.to_path_buf());
+        workers.push(tokio::spawn(async move {
+            transfer_worker(&master, &me, &dir, jobs, progress, fetched).await
+        }));
+    }
+    let mut first_error = None;
+    for w in workers {
+        let r = w
+            .await
+            .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))
+            .and_then(|r| r);
+        if let Err(e) = r {
+            first_error.get_or_insert(e);
+        }
+    }
+    report.bytes_fetched = fetched.load(Ordering::Relaxed);
+    if let Some(e) = first_error {
+        return Err(e);
+    }
+    files::sync_dir(dir)?;
+    drop(conn);
+    Ok(report)
+}
+
+async fn transfer_worker(
+    master: &KdbrUri,
+    me: &Identity,
+    dir: &Path,
+    jobs: Arc<Mutex<Vec<FileRange>>>,
+    progress: Arc<Mutex<Progress>>,
+    fetched: Arc<AtomicU64>,
+) -> Result<()> {
+    let next = || jobs.lock().unwrap_or_else(|p| p.into_inner()).pop();
+    let Some(mut job) = next() else {
+        return Ok(());
+    };
+    let (mut conn, _) = connect(master, me, Purpose::Transfer)
+        .await
+        .map_err(|c| closed("opening a transfer session", c))?;
+    loop {
+        conn.send(&Message::RangeRequest { range: job })
+            .await
+            .map_err(|c| closed("requesting a range", c))?;
+        let (file, offset, data) = match conn.recv().await {
+            Ok(Message::Range {
+                file, offset, data, ..
+            }) => (file, offset, data),
+            Ok(other) => {
+                return Err(Error::new(
+                    ErrorCode::Io,
+                    format!("expected a range, got {:?}", other.kind()),
+                ))
+            }
+            Err(c) => return Err(closed("receiving a range", c)),
+        };
+        if file != job.file || offset != job.offset || data.len() as u64 != job.length {
+            return Err(Error::new(
+                ErrorCode::Corrupt,
+                format!(
+                    "asked for {job:?}, got {} bytes of file {file} at {offset}",
+                    data.len()
+                ),
+            ));
+        }
+        fetched.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let path = files::data_file_path(dir, file);
+        let (dir2, progress2) = (dir.to_path_buf(), progress.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            let mut f = OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| io(format!("opening {}", path.display()), &e))?;
+            f.seek(SeekFrom::Start(offset))
+                .and_then(|_| f.write_all(&data))
+                .and_then(|_| f.sync_data())
+                .map_err(|e| io(format!("writing {}", path.display()), &e))?;
+            progress2.lock().unwrap_or_else(|p| p.into_inner()).record(
+                &dir2,
+                file,
+                offset,
+                data.len() as u64,
+            )
+        })
+        .await
+        .map_err(|e| Error::new(ErrorCode::Internal, e.to_string()))??;
+        match next() {
+            Some(j) => job = j,
+            None => return Ok(()),
+        }
+    }
+}
