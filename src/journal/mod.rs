@@ -317,7 +317,14 @@ struct Inner {
     /// Bumped, under the state lock, whenever a batch is written or synced or the token is
     /// given back: a waiter can watch it without the lock (see `append_with`).
     epoch: AtomicU64,
+    /// Sees every batch as it is written (replication), in journal order.
+    tap: RwLock<Option<Arc<BatchTap>>>,
 }
+
+/// A function that sees each batch written to the journal: data file, offset, and the batch's
+/// bytes (the journal also wrote its end-of-file marker, [`format::EOF_RECORD`], right after
+/// them). Called in journal order by the writer, so it must be quick (queue, do not block).
+pub type BatchTap = dyn Fn(u32, u32, &[u8]) + Send + Sync;
 
 impl Inner {
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -490,6 +497,7 @@ impl Journal {
             report,
             writer: Mutex::new(w),
             epoch: AtomicU64::new(0),
+            tap: RwLock::new(None),
         });
         let appender_inner = inner.clone();
         let handle = std::thread::Builder::new()
@@ -961,6 +969,12 @@ impl Journal {
     /// The ids of the data files, oldest first.
     pub fn data_file_ids(&self) -> Vec<u32> {
         self.inner.lock().files.iter().copied().collect()
+    }
+
+    /// Installs (or, with `None`, removes) the function that sees every batch written from now
+    /// on (see [`BatchTap`]).
+    pub fn set_batch_tap(&self, tap: Option<Arc<BatchTap>>) {
+        *self.inner.tap.write().unwrap_or_else(|p| p.into_inner()) = tap;
     }
 
     /// Counters since the journal was opened.

@@ -303,6 +303,13 @@ pub(super) fn lead<'a>(inner: &'a Inner, mut st: MutexGuard<'a, State>) -> Mutex
         Some(e) => Err(e),
         None => w.write_at(inner, batch.file_id, batch.offset, &batch.buf),
     };
+    if result.is_ok() {
+        // Still under the writer lock: taps see batches in journal order.
+        let tap = inner.tap.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(tap) = tap {
+            tap(batch.file_id, batch.offset, &batch.buf[..len]);
+        }
+    }
     batch.buf.truncate(len);
     let mut sync_file = None;
     match &result {

@@ -3,6 +3,7 @@
 //! stream, initial sync and `minimumReplicas` build on it.
 
 pub mod frame;
+pub mod live;
 pub mod message;
 pub mod net;
 pub mod sync;

@@ -133,32 +133,23 @@ impl Conn {
 
     /// The next message, refusing frames from an epoch older than one already seen.
     pub async fn recv(&mut self) -> std::result::Result<Message, Closed> {
-        let mut buf = [0u8; 64 * 1024];
-        loop {
-            match self.decoder.next_frame() {
-                Ok(Some(frame)) => {
-                    if frame.epoch < self.peer_epoch {
-                        return Err(Closed::Protocol(format!(
-                            "a frame of epoch {} after epoch {}",
-                            frame.epoch, self.peer_epoch
-                        )));
-                    }
-                    self.peer_epoch = frame.epoch;
-                    return Message::decode(&frame).map_err(Closed::Frame);
-                }
-                Ok(None) => {}
-                Err(e) => return Err(Closed::Frame(e)),
-            }
-            let n = self
-                .stream
-                .read(&mut buf)
-                .await
-                .map_err(|e| Closed::Io(e.to_string()))?;
-            if n == 0 {
-                return Err(Closed::Eof);
-            }
-            self.decoder.push(&buf[..n]);
-        }
+        recv_from(&mut self.stream, &mut self.decoder, &mut self.peer_epoch).await
+    }
+
+    /// Splits the connection so that one task can read while another writes.
+    pub fn into_split(self) -> (ConnReader, ConnWriter) {
+        let (read, write) = self.stream.into_split();
+        (
+            ConnReader {
+                read,
+                decoder: self.decoder,
+                peer_epoch: self.peer_epoch,
+            },
+            ConnWriter {
+                write,
+                out: self.out,
+            },
+        )
     }
 
     pub async fn recv_within(
@@ -179,6 +170,68 @@ impl Conn {
             })
             .await;
         let _ = self.stream.shutdown().await;
+    }
+}
+
+async fn recv_from<R: tokio::io::AsyncRead + Unpin>(
+    r: &mut R,
+    decoder: &mut Decoder,
+    peer_epoch: &mut u64,
+) -> std::result::Result<Message, Closed> {
+    let mut buf = [0u8; 64 * 1024];
+    loop {
+        match decoder.next_frame() {
+            Ok(Some(frame)) => {
+                if frame.epoch < *peer_epoch {
+                    return Err(Closed::Protocol(format!(
+                        "a frame of epoch {} after epoch {}",
+                        frame.epoch, *peer_epoch
+                    )));
+                }
+                *peer_epoch = frame.epoch;
+                return Message::decode(&frame).map_err(Closed::Frame);
+            }
+            Ok(None) => {}
+            Err(e) => return Err(Closed::Frame(e)),
+        }
+        let n = r
+            .read(&mut buf)
+            .await
+            .map_err(|e| Closed::Io(e.to_string()))?;
+        if n == 0 {
+            return Err(Closed::Eof);
+        }
+        decoder.push(&buf[..n]);
+    }
+}
+
+/// The reading half of a split connection.
+pub struct ConnReader {
+    read: tokio::net::tcp::OwnedReadHalf,
+    decoder: Decoder,
+    pub peer_epoch: u64,
+}
+
+impl ConnReader {
+    pub async fn recv(&mut self) -> std::result::Result<Message, Closed> {
+        recv_from(&mut self.read, &mut self.decoder, &mut self.peer_epoch).await
+    }
+}
+
+/// The writing half of a split connection.
+pub struct ConnWriter {
+    write: tokio::net::tcp::OwnedWriteHalf,
+    out: Vec<u8>,
+}
+
+impl ConnWriter {
+    pub async fn send(&mut self, epoch: u64, m: &Message) -> std::result::Result<(), Closed> {
+        self.out.clear();
+        m.encode(epoch, &mut self.out);
+        self.write
+            .write_all(&self.out)
+            .await
+            .map_err(|e| Closed::Io(e.to_string()))
     }
 }
 
