@@ -70,6 +70,9 @@
 // Not allowed in the current state (e.g. removing the data file being written).
 #define KAHADB_ERR_ILLEGAL_STATE -15
 
+// A synchronous write reached this node's disk but not `minimumReplicas` slaves in time.
+#define KAHADB_ERR_REPLICATION_TIMEOUT -16
+
 // `sync_strategy`: sync each batch that holds a synchronous append before it returns.
 #define KAHADB_SYNC_ALWAYS 0
 

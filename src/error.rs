@@ -48,11 +48,14 @@ pub enum ErrorCode {
     NotFound = -14,
     /// The operation is not allowed in the current state (for example removing the active file).
     IllegalState = -15,
+    /// A synchronous write is on this node's disk, but fewer slaves than `minimumReplicas`
+    /// acknowledged it within the replication timeout: it was not acknowledged as replicated.
+    ReplicationTimeout = -16,
 }
 
 impl ErrorCode {
     /// All codes, in declaration order.
-    pub const ALL: [ErrorCode; 17] = [
+    pub const ALL: [ErrorCode; 18] = [
         ErrorCode::Ok,
         ErrorCode::End,
         ErrorCode::NullArgument,
@@ -70,6 +73,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::NotFound,
         ErrorCode::IllegalState,
+        ErrorCode::ReplicationTimeout,
     ];
 
     /// The integer value used by the C ABI and Java.
@@ -102,6 +106,7 @@ impl ErrorCode {
             ErrorCode::Internal => "INTERNAL",
             ErrorCode::NotFound => "NOT_FOUND",
             ErrorCode::IllegalState => "ILLEGAL_STATE",
+            ErrorCode::ReplicationTimeout => "REPLICATION_TIMEOUT",
         }
     }
 }

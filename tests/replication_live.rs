@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kahadb::journal::{Journal, JournalConfig};
-use kahadb::replication::live::{follow, serve_stream, Feed, ReplicaWriter, Slaves};
+use kahadb::replication::live::{
+    follow, serve_stream, written_position_of, Feed, ReplicaWriter, Slaves,
+};
 use kahadb::replication::net::{connect, serve, Conn, Identity, KdbrUri};
 use kahadb::replication::sync::{initial_sync, inventory, plan, serve_session};
 use kahadb::replication::{Message, Position, Purpose};
@@ -52,7 +54,8 @@ async fn start_master(dir: &Path, journal: Arc<Journal>, slaves: Arc<Slaves>) ->
                 if conn.send(&p).await.is_err() || !live {
                     return;
                 }
-                let why = serve_stream(conn, node, dir, journal, feed, slaves).await;
+                let why =
+                    serve_stream(conn, node, dir, written_position_of(journal), feed, slaves).await;
                 eprintln!("stream session ended: {why}");
             }
         },

@@ -66,6 +66,8 @@ pub const KAHADB_ERR_INTERNAL: i32 = -13;
 pub const KAHADB_ERR_NOT_FOUND: i32 = -14;
 /// Not allowed in the current state (e.g. removing the data file being written).
 pub const KAHADB_ERR_ILLEGAL_STATE: i32 = -15;
+/// A synchronous write reached this node's disk but not `minimumReplicas` slaves in time.
+pub const KAHADB_ERR_REPLICATION_TIMEOUT: i32 = -16;
 
 /// `sync_strategy`: sync each batch that holds a synchronous append before it returns.
 pub const KAHADB_SYNC_ALWAYS: i32 = 0;
@@ -578,6 +580,10 @@ mod tests {
             (KAHADB_ERR_INTERNAL, ErrorCode::Internal),
             (KAHADB_ERR_NOT_FOUND, ErrorCode::NotFound),
             (KAHADB_ERR_ILLEGAL_STATE, ErrorCode::IllegalState),
+            (
+                KAHADB_ERR_REPLICATION_TIMEOUT,
+                ErrorCode::ReplicationTimeout,
+            ),
         ];
         assert_eq!(c.len(), ErrorCode::ALL.len());
         for (value, code) in c {

@@ -11,7 +11,9 @@ use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
@@ -26,6 +28,128 @@ use super::net::{Closed, Conn};
 const CATCH_UP_CHUNK: u32 = 1 << 20;
 
 type Item = (Position, Arc<[u8]>);
+
+/// Where the master's journal has written up to.
+pub type WrittenPosition = Arc<dyn Fn() -> Position + Send + Sync>;
+
+/// The written position of a journal, as [`serve_stream`] needs it.
+pub fn written_position_of(
+    journal: impl std::ops::Deref<Target = Journal> + Send + Sync + 'static,
+) -> WrittenPosition {
+    Arc::new(move || {
+        let p = journal.written_position();
+        Position {
+            file: p.file_id,
+            offset: p.offset,
+        }
+    })
+}
+
+/// A master's handler of one accepted connection: transfer sessions get ranges; a stream
+/// session gets its plan and, once the plan asks for nothing more (the slave has every sealed
+/// file), the live stream.
+pub async fn serve_master(
+    mut conn: Conn,
+    node: String,
+    purpose: super::message::Purpose,
+    dir: PathBuf,
+    written: WrittenPosition,
+    feed: Arc<Feed>,
+    slaves: Arc<Slaves>,
+) -> Closed {
+    use super::message::Purpose;
+    if purpose == Purpose::Transfer {
+        return super::sync::serve_session(conn, dir, purpose).await;
+    }
+    let files = match conn.recv().await {
+        Ok(Message::Inventory { files }) => files,
+        Ok(other) => {
+            let reason = format!("expected an inventory, got {:?}", other.kind());
+            conn.reject(&reason).await;
+            return Closed::Protocol(reason);
+        }
+        Err(c) => return c,
+    };
+    let d = dir.clone();
+    let plan = match tokio::task::spawn_blocking(move || super::sync::plan(&d, &files)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return Closed::Io(e.to_string()),
+        Err(e) => return Closed::Io(e.to_string()),
+    };
+    let live = matches!(&plan, Message::SyncPlan { fetch, .. } if fetch.is_empty());
+    if let Err(c) = conn.send(&plan).await {
+        return c;
+    }
+    if !live {
+        // The slave copies what it lacks over transfer sessions, then comes back.
+        return match conn.recv().await {
+            Err(c) => c,
+            Ok(m) => Closed::Protocol(format!("unexpected {:?} after a sync plan", m.kind())),
+        };
+    }
+    serve_stream(conn, node, dir, written, feed, slaves).await
+}
+
+/// A slave's whole life with a master: initial sync (repeated until the master's plan asks for
+/// nothing more: it may rotate meanwhile), then the live stream. Returns why it ended.
+pub async fn run_slave(
+    master: &super::net::KdbrUri,
+    me: &super::net::Identity,
+    dir: &Path,
+    sessions: usize,
+    max_file_length: u32,
+) -> Closed {
+    use super::message::Purpose;
+    loop {
+        if let Err(e) =
+            super::sync::initial_sync(master, me, dir, sessions, super::sync::DEFAULT_CHUNK).await
+        {
+            return Closed::Io(e.to_string());
+        }
+        let (mut conn, _) = match super::net::connect(master, me, Purpose::Stream).await {
+            Ok(v) => v,
+            Err(c) => return c,
+        };
+        let d = dir.to_path_buf();
+        let inv = match tokio::task::spawn_blocking(move || super::sync::inventory(&d)).await {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => return Closed::Io(e.to_string()),
+            Err(e) => return Closed::Io(e.to_string()),
+        };
+        if let Err(c) = conn.send(&Message::Inventory { files: inv }).await {
+            return c;
+        }
+        match conn.recv().await {
+            Ok(Message::SyncPlan {
+                fetch,
+                truncate,
+                delete,
+                live_from,
+            }) if fetch.is_empty() => {
+                for (id, len) in truncate {
+                    let path = files::data_file_path(dir, id);
+                    let cut = OpenOptions::new()
+                        .write(true)
+                        .open(&path)
+                        .and_then(|f| f.set_len(u64::from(u32::try_from(len).unwrap_or(0))));
+                    if let Err(e) = cut {
+                        return Closed::Io(format!("truncating {}: {e}", path.display()));
+                    }
+                }
+                for id in delete {
+                    let _ = std::fs::remove_file(files::data_file_path(dir, id));
+                }
+                return follow(conn, ReplicaWriter::new(dir, max_file_length), live_from).await;
+            }
+            Ok(Message::SyncPlan { .. }) => continue,
+            Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
+            Ok(other) => {
+                return Closed::Protocol(format!("expected a sync plan, got {:?}", other.kind()))
+            }
+            Err(c) => return c,
+        }
+    }
+}
 
 /// The master's fan-out of journal batches to stream sessions.
 #[derive(Default)]
@@ -63,20 +187,65 @@ impl Feed {
     }
 }
 
-/// What the master knows about its slaves: the durable position each one acked.
-#[derive(Default)]
+/// What the master knows about its slaves: the durable position each live slave acked, and
+/// the `minimumReplicas` rule synchronous writes wait on.
 pub struct Slaves {
     durable: Mutex<HashMap<String, Position>>,
     changed: tokio::sync::Notify,
+    cv: std::sync::Condvar,
+    min: AtomicUsize,
+    timeout_ms: AtomicU64,
 }
 
+impl Default for Slaves {
+    fn default() -> Self {
+        Slaves::new(0, DEFAULT_REPLICATION_TIMEOUT)
+    }
+}
+
+/// How long a synchronous write waits for `minimumReplicas` slaves by default.
+pub const DEFAULT_REPLICATION_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Slaves {
+    pub fn new(minimum_replicas: usize, timeout: Duration) -> Slaves {
+        Slaves {
+            durable: Mutex::new(HashMap::new()),
+            changed: tokio::sync::Notify::new(),
+            cv: std::sync::Condvar::new(),
+            min: AtomicUsize::new(minimum_replicas),
+            timeout_ms: AtomicU64::new(timeout.as_millis() as u64),
+        }
+    }
+
+    /// Changes `minimumReplicas` (0: synchronous writes never wait for slaves).
+    pub fn set_minimum_replicas(&self, n: usize) {
+        self.min.store(n, Ordering::SeqCst);
+        self.cv.notify_all();
+    }
+
+    pub fn minimum_replicas(&self) -> usize {
+        self.min.load(Ordering::SeqCst)
+    }
+
+    /// Changes how long a synchronous write waits for enough slaves.
+    pub fn set_timeout(&self, t: Duration) {
+        self.timeout_ms
+            .store(t.as_millis() as u64, Ordering::SeqCst);
+    }
+
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Position>> {
+        self.durable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn durable(&self, node: &str) -> Option<Position> {
-        self.durable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(node)
-            .copied()
+        self.map().get(node).copied()
+    }
+
+    /// Live slaves and their durable positions.
+    pub fn status(&self) -> Vec<(String, Position)> {
+        let mut v: Vec<_> = self.map().iter().map(|(k, p)| (k.clone(), *p)).collect();
+        v.sort();
+        v
     }
 
     /// Waits until `node` has acked at least `pos`.
@@ -90,12 +259,55 @@ impl Slaves {
         }
     }
 
+    /// Blocks until `minimumReplicas` live slaves hold everything before `end`, or fails with
+    /// `REPLICATION_TIMEOUT` after the timeout.
+    pub fn wait_replicated(&self, end: Position) -> Result<()> {
+        let timeout = Duration::from_millis(self.timeout_ms.load(Ordering::SeqCst));
+        let deadline = std::time::Instant::now() + timeout;
+        let mut map = self.map();
+        loop {
+            let min = self.min.load(Ordering::SeqCst);
+            let have = map.values().filter(|p| **p >= end).count();
+            if have >= min {
+                return Ok(());
+            }
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return Err(Error::new(
+                    ErrorCode::ReplicationTimeout,
+                    format!(
+                        "the write ending at {}:{} is on this node's disk, but only {have} of the {min} slaves required (minimumReplicas) hold it after {} ms ({} slaves attached)",
+                        end.file,
+                        end.offset,
+                        timeout.as_millis(),
+                        map.len()
+                    ),
+                ));
+            }
+            map = self
+                .cv
+                .wait_timeout(map, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     fn set(&self, node: &str, pos: Position) {
-        self.durable
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(node.to_owned(), pos);
+        self.map().insert(node.to_owned(), pos);
+        self.cv.notify_all();
         self.changed.notify_waiters();
+    }
+
+    fn remove(&self, node: &str) {
+        self.map().remove(node);
+        self.cv.notify_all();
+        self.changed.notify_waiters();
+    }
+}
+
+impl crate::store::engine::Replicated for Slaves {
+    fn wait_replicated(&self, file: u32, end: u32) -> Result<()> {
+        Slaves::wait_replicated(self, Position { file, offset: end })
     }
 }
 
@@ -106,7 +318,7 @@ pub async fn serve_stream(
     conn: Conn,
     node: String,
     dir: PathBuf,
-    journal: Arc<Journal>,
+    written: WrittenPosition,
     feed: Arc<Feed>,
     slaves: Arc<Slaves>,
 ) -> Closed {
@@ -124,11 +336,7 @@ pub async fn serve_stream(
     slaves.set(&node, start);
     // Subscribe first, then read what is already written: nothing falls in between.
     let mut rx = feed.subscribe();
-    let written = journal.written_position();
-    let upto = Position {
-        file: written.file_id,
-        offset: written.offset,
-    };
+    let upto = written();
     let epoch = conn.epoch;
     let (mut reader, mut writer) = conn.into_split();
     let acks = {
@@ -217,10 +425,13 @@ pub async fn serve_stream(
         Closed::Eof
     };
     let mut acks = acks;
-    tokio::select! {
+    let why = tokio::select! {
         c = sent => { acks.abort(); c }
         r = &mut acks => r.unwrap_or_else(|e| Closed::Io(e.to_string())),
-    }
+    };
+    // A slave that is gone no longer counts toward minimumReplicas.
+    slaves.remove(&node);
+    why
 }
 
 /// The slave's writer of replicated bytes: writes each batch at its position in the data file

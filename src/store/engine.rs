@@ -16,7 +16,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard};
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::{Journal, JournalConfig, Location};
@@ -115,11 +115,20 @@ fn delete_contents(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Replication as the store sees it: a synchronous write returns only once this says the
+/// journal up to its end is replicated as required (`minimumReplicas`).
+pub trait Replicated: Send + Sync {
+    /// Blocks until everything in data file `file` before offset `end` (and in older files) is
+    /// held by enough replicas, or fails (`REPLICATION_TIMEOUT`).
+    fn wait_replicated(&self, file: u32, end: u32) -> Result<()>;
+}
+
 /// The index, locked, and the journal, for one [`Store::write`] call.
 pub struct Writer<'a> {
     journal: &'a Journal,
     state: &'a mut State,
     ticket: Option<crate::journal::Ticket>,
+    last: Option<Location>,
     count: u64,
     scratch: Vec<u8>,
 }
@@ -138,6 +147,7 @@ impl Writer<'_> {
         let (location, ticket) = self.journal.append_deferred(&self.scratch)?;
         self.state.apply(command, location);
         self.ticket = Some(ticket);
+        self.last = Some(location);
         self.count += 1;
         Ok(location)
     }
@@ -155,6 +165,8 @@ pub struct Store {
     /// Where the newest durable checkpoint ends (what GC may rely on). Written under
     /// `checkpointing`.
     last_checkpoint: Mutex<Option<Location>>,
+    /// Replication that synchronous writes wait on (see [`Replicated`]).
+    replication: RwLock<Option<Arc<dyn Replicated>>>,
     /// How long the last checkpoint held the store lock, and when it was taken.
     last_pause: Mutex<(std::time::Duration, Option<std::time::Instant>)>,
     /// Automatic checkpoints since the last cleanup.
@@ -198,10 +210,16 @@ impl Store {
             checkpointing: Mutex::new(()),
             last_checkpoint: Mutex::new(recovery.checkpoint),
             last_pause: Mutex::new((std::time::Duration::ZERO, None)),
+            replication: RwLock::new(None),
             checkpoints_since_cleanup: AtomicU64::new(0),
             files_gate: RwLock::new(()),
         };
         Ok((store, recovery))
+    }
+
+    /// Makes synchronous writes wait for replication as well (`None`: local durability only).
+    pub fn set_replication(&self, replication: Option<Arc<dyn Replicated>>) {
+        *self.replication.write().unwrap_or_else(|p| p.into_inner()) = replication;
     }
 
     pub fn journal(&self) -> &Journal {
@@ -229,7 +247,7 @@ impl Store {
         durable: bool,
         f: impl FnOnce(&mut Writer<'_>) -> Result<R>,
     ) -> Result<R> {
-        let (result, ticket, baseline, count) = {
+        let (result, ticket, last, baseline, count) = {
             let mut live = self.lock();
             if let Some(e) = &live.failed {
                 return Err(e.clone());
@@ -240,11 +258,12 @@ impl Store {
                 journal: &self.journal,
                 state: &mut live.state,
                 ticket: None,
+                last: None,
                 count: 0,
                 scratch: Vec::new(),
             };
             let result = f(&mut w);
-            (result, w.ticket, baseline, w.count)
+            (result, w.ticket, w.last, baseline, w.count)
         };
         if durable {
             if let Some(ticket) = &ticket {
@@ -258,6 +277,15 @@ impl Store {
                         self.fail(Error::new(ErrorCode::Io, "an earlier journal write failed"))
                     );
                 }
+            }
+            // On this node's disk; now on enough replicas (minimumReplicas), if replicated.
+            let replication = self
+                .replication
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            if let (Some(r), Some(loc), Ok(_)) = (replication, last, &result) {
+                r.wait_replicated(loc.file_id, loc.offset + loc.size)?;
             }
         }
         if count > 0 {

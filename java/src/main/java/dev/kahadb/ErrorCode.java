@@ -39,9 +39,14 @@ public enum ErrorCode {
     /** The requested data file or object does not exist. */
     NOT_FOUND(-14),
     /** The operation is not allowed in the current state. */
-    ILLEGAL_STATE(-15);
+    ILLEGAL_STATE(-15),
+    /**
+     * A synchronous write reached this node's disk, but fewer slaves than {@code minimumReplicas}
+     * acknowledged it within the replication timeout.
+     */
+    REPLICATION_TIMEOUT(-16);
 
-    private static final ErrorCode[] BY_NEGATED_VALUE = new ErrorCode[16];
+    private static final ErrorCode[] BY_NEGATED_VALUE = new ErrorCode[17];
 
     static {
         for (ErrorCode c : values()) {

@@ -201,12 +201,13 @@ class JournalMisuseTest {
 
     @Test
     void errorCodesMirrorTheNativeTable() {
-        assertEquals(17, ErrorCode.values().length);
+        assertEquals(18, ErrorCode.values().length);
         for (ErrorCode c : ErrorCode.values()) {
             assertEquals(c, ErrorCode.fromCode(c.code()));
         }
         assertEquals(null, ErrorCode.fromCode(2));
-        assertEquals(null, ErrorCode.fromCode(-16));
+        assertEquals(null, ErrorCode.fromCode(-17));
+        assertEquals(-16, ErrorCode.REPLICATION_TIMEOUT.code());
         assertEquals(-13, ErrorCode.INTERNAL.code());
         assertEquals(-15, ErrorCode.ILLEGAL_STATE.code());
         KahaDBException e = new KahaDBException(-10, "dir is locked");
