@@ -1,6 +1,7 @@
-//! Journal-level replication over `kdbr://host:port` (`docs/PROTOCOL.md`). In progress: the
-//! wire format (frames and their typed bodies) is here; the master and slave sessions, the live
-//! stream, initial sync and `minimumReplicas` build on it.
+//! Journal-level replication over `kdbr://host:port` (`docs/PROTOCOL.md`): the wire format
+//! (`frame`, `message`), connections and handshakes (`net`), initial sync of sealed data files
+//! over concurrent transfer sessions (`sync`), and the live stream with `minimumReplicas`
+//! (`live`). In progress: hot-standby apply on the slave, the control API, GC pinning.
 
 pub mod frame;
 pub mod live;
