@@ -8,11 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use kahadb::journal::{Journal, JournalConfig};
-use kahadb::replication::live::{
-    follow, serve_stream, written_position_of, Feed, ReplicaWriter, Slaves,
-};
+use kahadb::replication::live::{follow, serve_master, Feed, ReplicaWriter, Slaves};
 use kahadb::replication::net::{connect, serve, Conn, Identity, KdbrUri};
-use kahadb::replication::sync::{initial_sync, inventory, plan, serve_session};
+use kahadb::replication::sync::{initial_sync, inventory};
 use kahadb::replication::{Message, Position, Purpose};
 use tokio::net::TcpListener;
 
@@ -34,29 +32,11 @@ async fn start_master(dir: &Path, journal: Arc<Journal>, slaves: Arc<Slaves>) ->
     tokio::spawn(serve(
         listener,
         identity("master"),
-        move |mut conn: Conn, node, purpose| {
-            let (dir, journal, feed, slaves) =
-                (dir.clone(), journal.clone(), feed.clone(), slaves.clone());
+        move |conn: Conn, node, purpose| {
+            let (dir, feed, slaves) = (dir.clone(), feed.clone(), slaves.clone());
             async move {
-                if purpose == Purpose::Transfer {
-                    let _ = serve_session(conn, dir, purpose).await;
-                    return;
-                }
-                // Stream: plan first, then the live stream once the slave reports its position.
-                let Ok(Message::Inventory { files }) = conn.recv().await else {
-                    return;
-                };
-                let d = dir.clone();
-                let Ok(Ok(p)) = tokio::task::spawn_blocking(move || plan(&d, &files)).await else {
-                    return;
-                };
-                let live = matches!(&p, Message::SyncPlan { fetch, .. } if fetch.is_empty());
-                if conn.send(&p).await.is_err() || !live {
-                    return;
-                }
-                let why =
-                    serve_stream(conn, node, dir, written_position_of(journal), feed, slaves).await;
-                eprintln!("stream session ended: {why}");
+                let why = serve_master(conn, node, purpose, dir, feed, slaves).await;
+                eprintln!("session ended: {why}");
             }
         },
     ));
@@ -135,7 +115,7 @@ async fn a_slave_joins_a_busy_master_and_ends_byte_identical() {
             other => panic!("expected a plan, got {other:?}"),
         }
     };
-    let follower = tokio::spawn(follow(conn, ReplicaWriter::new(s.path(), FILE), start));
+    let follower = tokio::spawn(follow(conn, ReplicaWriter::new(s.path(), &config), start));
 
     tokio::time::sleep(Duration::from_millis(400)).await;
     stop.store(true, Ordering::Relaxed);
@@ -180,4 +160,131 @@ async fn a_slave_joins_a_busy_master_and_ends_byte_identical() {
     }
     assert_eq!(n, appended);
     copy.close().unwrap();
+}
+
+/// A master over a journal with one data file (nothing sealed), for raw sessions.
+async fn small_master(dir: &Path, slaves: Arc<Slaves>) -> (Arc<Journal>, KdbrUri) {
+    let config = JournalConfig {
+        max_file_length: 32 << 20,
+        ..JournalConfig::default()
+    };
+    let journal = Arc::new(Journal::open(dir, config).unwrap());
+    journal.append(b"first record", true).unwrap();
+    let uri = start_master(dir, journal.clone(), slaves).await;
+    (journal, uri)
+}
+
+/// A raw stream session that goes live at the start of the master's newest file.
+async fn live_session(uri: &KdbrUri, node: &str) -> (kahadb::replication::net::Conn, Position) {
+    let (mut conn, _) = connect(uri, &identity(node), Purpose::Stream)
+        .await
+        .unwrap();
+    conn.send(&Message::Inventory { files: vec![] })
+        .await
+        .unwrap();
+    let start = match conn.recv().await.unwrap() {
+        Message::SyncPlan {
+            fetch, live_from, ..
+        } if fetch.is_empty() => live_from,
+        other => panic!("expected a plan with nothing to fetch, got {other:?}"),
+    };
+    conn.send(&Message::Ack { durable: start }).await.unwrap();
+    (conn, start)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ack_beyond_what_was_sent_ends_the_session_and_never_counts() {
+    let m = tempfile::tempdir().unwrap();
+    let slaves = Arc::new(Slaves::new(1, Duration::from_millis(200)));
+    let (journal, uri) = small_master(m.path(), slaves.clone()).await;
+    let (mut conn, _) = live_session(&uri, "liar").await;
+    // The catch-up arrives; then the slave claims far more.
+    let Message::Batch { .. } = conn.recv().await.unwrap() else {
+        panic!("catch-up expected")
+    };
+    conn.send(&Message::Ack {
+        durable: Position {
+            file: u32::MAX,
+            offset: 0,
+        },
+    })
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    while !slaves.status().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "the lying slave is dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let end = journal.written_position();
+    let e = slaves
+        .wait_replicated(Position {
+            file: end.file_id,
+            offset: end.offset,
+        })
+        .unwrap_err();
+    assert_eq!(e.code(), kahadb::ErrorCode::ReplicationTimeout);
+    journal.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_reconnecting_keeps_counting_when_its_old_session_ends() {
+    let m = tempfile::tempdir().unwrap();
+    let slaves = Arc::new(Slaves::new(1, Duration::from_secs(5)));
+    let (journal, uri) = small_master(m.path(), slaves.clone()).await;
+    let (old, _) = live_session(&uri, "n1").await;
+    let (mut new, _) = live_session(&uri, "n1").await;
+    drop(old);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(slaves.status().len(), 1, "the new session still counts");
+    // The new session acks what it receives and the master counts it.
+    let Message::Batch { at, data } = new.recv().await.unwrap() else {
+        panic!("catch-up expected")
+    };
+    let end = Position {
+        file: at.file,
+        offset: at.offset + data.len() as u32,
+    };
+    new.send(&Message::Ack { durable: end }).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), slaves.wait_for("n1", end))
+        .await
+        .unwrap();
+    journal.close().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_record_larger_than_the_old_frame_limit_replicates() {
+    let m = tempfile::tempdir().unwrap();
+    let s = tempfile::tempdir().unwrap();
+    let slaves = Arc::new(Slaves::new(1, Duration::from_secs(20)));
+    let (journal, uri) = small_master(m.path(), slaves.clone()).await;
+    let config = JournalConfig {
+        max_file_length: 32 << 20,
+        ..JournalConfig::default()
+    };
+    let slave = tokio::spawn({
+        let (uri, dir) = (uri.clone(), s.path().to_path_buf());
+        async move {
+            kahadb::replication::live::run_slave(&uri, &identity("big"), &dir, 2, &config).await
+        }
+    });
+    let big = kahadb::testkit::pattern_record(1, 9 << 20);
+    let j = journal.clone();
+    let loc = tokio::task::spawn_blocking(move || j.append(&big, true).unwrap())
+        .await
+        .unwrap();
+    let end = Position {
+        file: loc.file_id,
+        offset: loc.offset + loc.size,
+    };
+    tokio::time::timeout(Duration::from_secs(20), slaves.wait_for("big", end))
+        .await
+        .expect("the 9 MiB record reaches the slave");
+    slave.abort();
+    journal.close().unwrap();
+    let a = std::fs::read(m.path().join(format!("db-{}.log", loc.file_id))).unwrap();
+    let b = std::fs::read(s.path().join(format!("db-{}.log", loc.file_id))).unwrap();
+    assert!(a == b, "identical file");
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kahadb::journal::JournalConfig;
-use kahadb::replication::live::{run_slave, serve_master, Feed, Slaves, WrittenPosition};
+use kahadb::replication::live::{run_slave, serve_master, Feed, Slaves};
 use kahadb::replication::net::{serve, Conn, Identity, KdbrUri};
 use kahadb::replication::{Position, Purpose};
 use kahadb::store::codec::DestinationType;
@@ -29,14 +29,6 @@ fn identity(node: &str) -> Identity {
 
 async fn start_master(dir: &Path, store: Arc<Store>, slaves: Arc<Slaves>) -> KdbrUri {
     let feed = Feed::install(store.journal());
-    let s = store.clone();
-    let written: WrittenPosition = Arc::new(move || {
-        let p = s.journal().written_position();
-        Position {
-            file: p.file_id,
-            offset: p.offset,
-        }
-    });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let dir = dir.to_path_buf();
@@ -44,10 +36,9 @@ async fn start_master(dir: &Path, store: Arc<Store>, slaves: Arc<Slaves>) -> Kdb
         listener,
         identity("master"),
         move |conn: Conn, node, purpose: Purpose| {
-            let (dir, written, feed, slaves) =
-                (dir.clone(), written.clone(), feed.clone(), slaves.clone());
+            let (dir, feed, slaves) = (dir.clone(), feed.clone(), slaves.clone());
             async move {
-                let _ = serve_master(conn, node, purpose, dir, written, feed, slaves).await;
+                let _ = serve_master(conn, node, purpose, dir, feed, slaves).await;
             }
         },
     ));
@@ -77,6 +68,7 @@ async fn synchronous_writes_wait_for_minimum_replicas() {
         },
         ..StoreConfig::default()
     };
+    let jconfig = config.journal;
     let (store, _) = Store::open(m.path(), config).unwrap();
     let store = Arc::new(store);
     for i in 0..300 {
@@ -101,8 +93,8 @@ async fn synchronous_writes_wait_for_minimum_replicas() {
 
     // A slave joins: synchronous writes complete once it holds them.
     let slave = tokio::spawn({
-        let (uri, dir) = (uri.clone(), s.path().to_path_buf());
-        async move { run_slave(&uri, &identity("slave-1"), &dir, 4, FILE).await }
+        let (uri, dir, jconfig) = (uri.clone(), s.path().to_path_buf(), jconfig);
+        async move { run_slave(&uri, &identity("slave-1"), &dir, 4, &jconfig).await }
     });
     slaves.set_timeout(Duration::from_secs(20));
     let t = Instant::now();
@@ -144,8 +136,8 @@ async fn synchronous_writes_wait_for_minimum_replicas() {
         "a synchronous write waits for the missing slave"
     );
     let slave = tokio::spawn({
-        let (uri, dir) = (uri.clone(), s.path().to_path_buf());
-        async move { run_slave(&uri, &identity("slave-1"), &dir, 2, FILE).await }
+        let (uri, dir, jconfig) = (uri.clone(), s.path().to_path_buf(), jconfig);
+        async move { run_slave(&uri, &identity("slave-1"), &dir, 2, &jconfig).await }
     });
     waiting
         .await

@@ -73,10 +73,10 @@ impl Writer {
     /// Writes `bytes` at `offset` of data file `file_id`: pads earlier holes first, rotates to
     /// the file if it is the next one.
     fn write_at(&mut self, inner: &Inner, file_id: u32, offset: u32, bytes: &[u8]) -> Result<()> {
-        self.pad_holes()?;
+        self.pad_holes(Some(inner))?;
         while self.file_id < file_id {
             self.rotate(inner)?;
-            self.pad_holes()?;
+            self.pad_holes(Some(inner))?;
         }
         if file_id != self.file_id {
             return Err(Error::new(
@@ -111,13 +111,15 @@ impl Writer {
         });
     }
 
-    /// Fills the holes in the current file with padding batches.
-    fn pad_holes(&mut self) -> Result<()> {
+    /// Fills the holes in the current file with padding batches (which the batch tap sees too,
+    /// so that replicas get them).
+    fn pad_holes(&mut self, inner: Option<&Inner>) -> Result<()> {
         while let Some(h) = self.holes.first().copied() {
             if h.file_id != self.file_id {
                 return Ok(());
             }
             let mut pad = format::padding_batch((h.end - h.start) as usize);
+            let pad_len = pad.len();
             pad.extend_from_slice(&EOF_RECORD);
             self.file
                 .write_all_at(&pad, u64::from(h.start))
@@ -127,6 +129,12 @@ impl Writer {
                         &e,
                     )
                 })?;
+            if let Some(inner) = inner {
+                let tap = inner.tap.read().unwrap_or_else(|p| p.into_inner()).clone();
+                if let Some(tap) = tap {
+                    tap(h.file_id, h.start, &pad[..pad_len]);
+                }
+            }
             self.unsynced = true;
             self.holes.remove(0);
             log::info!(
@@ -206,7 +214,7 @@ impl Writer {
 
     /// Pads what can be padded, syncs, and drops the preallocated file.
     fn shutdown(&mut self) -> Result<()> {
-        let padded = self.pad_holes();
+        let padded = self.pad_holes(None);
         let synced = if self.unsynced {
             self.datasync()
         } else {

@@ -18,9 +18,12 @@ use std::fmt;
 pub const HEADER_LEN: usize = 4 + 1 + 8;
 /// CRC trailer.
 pub const TRAILER_LEN: usize = 4;
-/// Default limit of a frame's length field: a journal batch (4 MiB by default) or a transfer
-/// chunk plus room for the body's own fields.
-pub const DEFAULT_MAX_FRAME: u32 = 8 << 20;
+/// Limit of a frame's length field once a connection is established: a journal batch holds at
+/// least one whole record, so this bounds the largest record that can be replicated. The
+/// decoder only grows its buffer as bytes actually arrive.
+pub const DEFAULT_MAX_FRAME: u32 = 256 << 20;
+/// Limit before the handshake completed: an unknown peer gets no more than this.
+pub const HANDSHAKE_MAX_FRAME: u32 = 64 << 10;
 
 /// The frame types of protocol version 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,6 +147,11 @@ impl Decoder {
             start: 0,
             max_frame,
         }
+    }
+
+    /// Changes the frame length limit (raised once the peer is known).
+    pub fn set_max_frame(&mut self, max_frame: u32) {
+        self.max_frame = max_frame;
     }
 
     /// Adds bytes received from the peer.

@@ -29,22 +29,6 @@ const CATCH_UP_CHUNK: u32 = 1 << 20;
 
 type Item = (Position, Arc<[u8]>);
 
-/// Where the master's journal has written up to.
-pub type WrittenPosition = Arc<dyn Fn() -> Position + Send + Sync>;
-
-/// The written position of a journal, as [`serve_stream`] needs it.
-pub fn written_position_of(
-    journal: impl std::ops::Deref<Target = Journal> + Send + Sync + 'static,
-) -> WrittenPosition {
-    Arc::new(move || {
-        let p = journal.written_position();
-        Position {
-            file: p.file_id,
-            offset: p.offset,
-        }
-    })
-}
-
 /// A master's handler of one accepted connection: transfer sessions get ranges; a stream
 /// session gets its plan and, once the plan asks for nothing more (the slave has every sealed
 /// file), the live stream.
@@ -53,7 +37,6 @@ pub async fn serve_master(
     node: String,
     purpose: super::message::Purpose,
     dir: PathBuf,
-    written: WrittenPosition,
     feed: Arc<Feed>,
     slaves: Arc<Slaves>,
 ) -> Closed {
@@ -87,7 +70,7 @@ pub async fn serve_master(
             Ok(m) => Closed::Protocol(format!("unexpected {:?} after a sync plan", m.kind())),
         };
     }
-    serve_stream(conn, node, dir, written, feed, slaves).await
+    serve_stream(conn, node, dir, feed, slaves).await
 }
 
 /// A slave's whole life with a master: initial sync (repeated until the master's plan asks for
@@ -97,7 +80,7 @@ pub async fn run_slave(
     me: &super::net::Identity,
     dir: &Path,
     sessions: usize,
-    max_file_length: u32,
+    config: &crate::journal::JournalConfig,
 ) -> Closed {
     use super::message::Purpose;
     loop {
@@ -126,20 +109,17 @@ pub async fn run_slave(
                 delete,
                 live_from,
             }) if fetch.is_empty() => {
-                for (id, len) in truncate {
-                    let path = files::data_file_path(dir, id);
-                    let cut = OpenOptions::new()
-                        .write(true)
-                        .open(&path)
-                        .and_then(|f| f.set_len(u64::from(u32::try_from(len).unwrap_or(0))));
-                    if let Err(e) = cut {
-                        return Closed::Io(format!("truncating {}: {e}", path.display()));
-                    }
+                let d = dir.to_path_buf();
+                let cut = tokio::task::spawn_blocking(move || {
+                    super::sync::apply_cuts(&d, &truncate, &delete)
+                })
+                .await;
+                match cut {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Err(e) => return Closed::Io(e.to_string()),
                 }
-                for id in delete {
-                    let _ = std::fs::remove_file(files::data_file_path(dir, id));
-                }
-                return follow(conn, ReplicaWriter::new(dir, max_file_length), live_from).await;
+                return follow(conn, ReplicaWriter::new(dir, config), live_from).await;
             }
             Ok(Message::SyncPlan { .. }) => continue,
             Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
@@ -152,15 +132,29 @@ pub async fn run_slave(
 }
 
 /// The master's fan-out of journal batches to stream sessions.
-#[derive(Default)]
 pub struct Feed {
-    subscribers: Mutex<Vec<mpsc::UnboundedSender<Item>>>,
+    inner: Mutex<FeedInner>,
+}
+
+struct FeedInner {
+    subscribers: Vec<mpsc::UnboundedSender<Item>>,
+    /// The end of the last batch published (every byte before it is in the files).
+    last_end: Position,
 }
 
 impl Feed {
     /// Installs a feed as the journal's batch tap.
     pub fn install(journal: &Journal) -> Arc<Feed> {
-        let feed = Arc::new(Feed::default());
+        let w = journal.written_position();
+        let feed = Arc::new(Feed {
+            inner: Mutex::new(FeedInner {
+                subscribers: Vec::new(),
+                last_end: Position {
+                    file: w.file_id,
+                    offset: w.offset,
+                },
+            }),
+        });
         let f = feed.clone();
         journal.set_batch_tap(Some(Arc::new(move |file, offset, bytes: &[u8]| {
             f.publish(Position { file, offset }, bytes);
@@ -168,29 +162,43 @@ impl Feed {
         feed
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, FeedInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     fn publish(&self, at: Position, bytes: &[u8]) {
-        let mut subs = self.subscribers.lock().unwrap_or_else(|p| p.into_inner());
-        if subs.is_empty() {
+        let mut f = self.lock();
+        let end = Position {
+            file: at.file,
+            offset: at.offset + bytes.len() as u32,
+        };
+        // Padding of an old hole is published after later batches: the end only grows.
+        if end > f.last_end {
+            f.last_end = end;
+        }
+        if f.subscribers.is_empty() {
             return;
         }
         let data: Arc<[u8]> = Arc::from(bytes);
-        subs.retain(|s| s.send((at, data.clone())).is_ok());
+        f.subscribers.retain(|s| s.send((at, data.clone())).is_ok());
     }
 
-    fn subscribe(&self) -> mpsc::UnboundedReceiver<Item> {
+    /// A new subscription, and the position from which it sees every batch (everything before
+    /// it is in the files): taken under the same lock as publishing, so nothing falls between.
+    fn subscribe(&self) -> (mpsc::UnboundedReceiver<Item>, Position) {
         let (tx, rx) = mpsc::unbounded_channel();
-        self.subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(tx);
-        rx
+        let mut f = self.lock();
+        f.subscribers.push(tx);
+        (rx, f.last_end)
     }
 }
 
 /// What the master knows about its slaves: the durable position each live slave acked, and
 /// the `minimumReplicas` rule synchronous writes wait on.
 pub struct Slaves {
-    durable: Mutex<HashMap<String, Position>>,
+    /// Live slave → (its session, its durable position).
+    durable: Mutex<HashMap<String, (u64, Position)>>,
+    sessions: AtomicU64,
     changed: tokio::sync::Notify,
     cv: std::sync::Condvar,
     min: AtomicUsize,
@@ -210,6 +218,7 @@ impl Slaves {
     pub fn new(minimum_replicas: usize, timeout: Duration) -> Slaves {
         Slaves {
             durable: Mutex::new(HashMap::new()),
+            sessions: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             cv: std::sync::Condvar::new(),
             min: AtomicUsize::new(minimum_replicas),
@@ -220,7 +229,7 @@ impl Slaves {
     /// Changes `minimumReplicas` (0: synchronous writes never wait for slaves).
     pub fn set_minimum_replicas(&self, n: usize) {
         self.min.store(n, Ordering::SeqCst);
-        self.cv.notify_all();
+        self.notify();
     }
 
     pub fn minimum_replicas(&self) -> usize {
@@ -233,17 +242,21 @@ impl Slaves {
             .store(t.as_millis() as u64, Ordering::SeqCst);
     }
 
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, Position>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, Position)>> {
         self.durable.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn durable(&self, node: &str) -> Option<Position> {
-        self.map().get(node).copied()
+        self.map().get(node).map(|(_, p)| *p)
     }
 
     /// Live slaves and their durable positions.
     pub fn status(&self) -> Vec<(String, Position)> {
-        let mut v: Vec<_> = self.map().iter().map(|(k, p)| (k.clone(), *p)).collect();
+        let mut v: Vec<_> = self
+            .map()
+            .iter()
+            .map(|(k, (_, p))| (k.clone(), *p))
+            .collect();
         v.sort();
         v
     }
@@ -267,7 +280,7 @@ impl Slaves {
         let mut map = self.map();
         loop {
             let min = self.min.load(Ordering::SeqCst);
-            let have = map.values().filter(|p| **p >= end).count();
+            let have = map.values().filter(|(_, p)| *p >= end).count();
             if have >= min {
                 return Ok(());
             }
@@ -292,14 +305,43 @@ impl Slaves {
         }
     }
 
-    fn set(&self, node: &str, pos: Position) {
-        self.map().insert(node.to_owned(), pos);
-        self.cv.notify_all();
-        self.changed.notify_waiters();
+    /// A session of `node` at `pos`; `session` orders the node's connections (accept order): a
+    /// later one replaces an earlier one, an earlier one arriving late is ignored.
+    fn register(&self, node: &str, session: u64, pos: Position) {
+        let mut map = self.map();
+        let newer = map.get(node).is_none_or(|e| e.0 < session);
+        if newer {
+            map.insert(node.to_owned(), (session, pos));
+        }
+        drop(map);
+        self.notify();
     }
 
-    fn remove(&self, node: &str) {
-        self.map().remove(node);
+    /// Records an ack of `session` (ignored once a newer session of the node took over).
+    fn set(&self, node: &str, session: u64, pos: Position) {
+        let mut map = self.map();
+        if let Some(e) = map.get_mut(node) {
+            if e.0 == session && pos > e.1 {
+                e.1 = pos;
+            }
+        }
+        drop(map);
+        self.notify();
+    }
+
+    /// Forgets `node` if `session` is still its current one.
+    fn remove(&self, node: &str, session: u64) {
+        let mut map = self.map();
+        if map.get(node).is_some_and(|e| e.0 == session) {
+            map.remove(node);
+        }
+        drop(map);
+        self.notify();
+    }
+
+    fn notify(&self) {
+        // Taking the lock orders the wake-up after any waiter's check.
+        drop(self.map());
         self.cv.notify_all();
         self.changed.notify_waiters();
     }
@@ -318,7 +360,6 @@ pub async fn serve_stream(
     conn: Conn,
     node: String,
     dir: PathBuf,
-    written: WrittenPosition,
     feed: Arc<Feed>,
     slaves: Arc<Slaves>,
 ) -> Closed {
@@ -333,19 +374,43 @@ pub async fn serve_stream(
         }
         Err(c) => return c,
     };
-    slaves.set(&node, start);
-    // Subscribe first, then read what is already written: nothing falls in between.
-    let mut rx = feed.subscribe();
-    let upto = written();
+    // Subscribe, learning atomically up to where the files already hold every byte.
+    let (mut rx, upto) = feed.subscribe();
+    if start > upto {
+        return Closed::Protocol(format!(
+            "the slave stands at {}:{}, beyond this master's journal ({}:{})",
+            start.file, start.offset, upto.file, upto.offset
+        ));
+    }
+    // Connections accepted by our own loop are numbered; others get a number of their own.
+    let session = if conn.accepted > 0 {
+        conn.accepted
+    } else {
+        slaves.sessions.fetch_add(1, Ordering::SeqCst) + (1 << 48)
+    };
+    slaves.register(&node, session, start);
+    // What has been sent: acks beyond it are refused.
+    let sent_to = Arc::new(AtomicU64::new(pack(start)));
     let epoch = conn.epoch;
     let (mut reader, mut writer) = conn.into_split();
     let acks = {
-        let slaves = slaves.clone();
-        let node = node.clone();
+        let (slaves, node, sent_to) = (slaves.clone(), node.clone(), sent_to.clone());
         tokio::spawn(async move {
             loop {
                 match reader.recv().await {
-                    Ok(Message::Ack { durable }) => slaves.set(&node, durable),
+                    Ok(Message::Ack { durable }) => {
+                        if pack(durable) > sent_to.load(Ordering::SeqCst) {
+                            return Closed::Protocol(format!(
+                                "the slave acked {}:{}, beyond what was sent",
+                                durable.file, durable.offset
+                            ));
+                        }
+                        // Catch-up slices do not end at batch boundaries: the slave counts
+                        // from the end of the catch-up on, where every frame is a whole batch.
+                        if durable >= upto {
+                            slaves.set(&node, session, durable);
+                        }
+                    }
                     Ok(Message::Heartbeat) => {}
                     Ok(other) => {
                         return Closed::Protocol(format!(
@@ -366,12 +431,11 @@ pub async fn serve_stream(
                 let path = files::data_file_path(&dir, at.file);
                 match std::fs::metadata(&path) {
                     Ok(m) => m.len().min(u64::from(u32::MAX)) as u32,
-                    Err(_) => {
-                        at = Position {
-                            file: at.file + 1,
-                            offset: 0,
-                        };
-                        continue;
+                    Err(e) => {
+                        return Closed::Io(format!(
+                            "{} is needed by a slave catching up: {e}",
+                            path.display()
+                        ))
                     }
                 }
             } else {
@@ -399,16 +463,25 @@ pub async fn serve_stream(
                 Ok(Err(e)) => return Closed::Io(e.to_string()),
                 Err(e) => return Closed::Io(e.to_string()),
             };
+            let next = Position {
+                file: at.file,
+                offset: at.offset + n,
+            };
+            sent_to.fetch_max(pack(next), Ordering::SeqCst);
             if let Err(c) = writer.send(epoch, &Message::Batch { at, data }).await {
                 return c;
             }
-            at.offset += n;
+            at = next;
         }
-        // Then every batch written from there on.
+        // Then every batch published since the subscription (a batch the catch-up already
+        // read, such as the padding of an old hole, is sent again: a positioned write of the
+        // same bytes is harmless).
         while let Some((pos, bytes)) = rx.recv().await {
-            if pos < upto {
-                continue; // already sent from the file
-            }
+            let end = Position {
+                file: pos.file,
+                offset: pos.offset + bytes.len() as u32,
+            };
+            sent_to.fetch_max(pack(end), Ordering::SeqCst);
             if let Err(c) = writer
                 .send(
                     epoch,
@@ -426,12 +499,17 @@ pub async fn serve_stream(
     };
     let mut acks = acks;
     let why = tokio::select! {
-        c = sent => { acks.abort(); c }
+        c = sent => { acks.abort(); let _ = (&mut acks).await; c }
         r = &mut acks => r.unwrap_or_else(|e| Closed::Io(e.to_string())),
     };
-    // A slave that is gone no longer counts toward minimumReplicas.
-    slaves.remove(&node);
+    // A slave that is gone no longer counts toward minimumReplicas (unless a newer session of
+    // the same node took over meanwhile).
+    slaves.remove(&node, session);
     why
+}
+
+fn pack(p: Position) -> u64 {
+    (u64::from(p.file) << 32) | u64::from(p.offset)
 }
 
 /// The slave's writer of replicated bytes: writes each batch at its position in the data file
@@ -440,14 +518,18 @@ pub async fn serve_stream(
 pub struct ReplicaWriter {
     dir: PathBuf,
     max_file_length: u32,
+    preallocate: bool,
     open: HashMap<u32, File>,
 }
 
 impl ReplicaWriter {
-    pub fn new(dir: &Path, max_file_length: u32) -> ReplicaWriter {
+    /// A writer for a journal of this configuration (file length and preallocation must be
+    /// the master's, for the files to come out identical).
+    pub fn new(dir: &Path, config: &crate::journal::JournalConfig) -> ReplicaWriter {
         ReplicaWriter {
             dir: dir.to_path_buf(),
-            max_file_length,
+            max_file_length: config.max_file_length,
+            preallocate: config.preallocation != crate::journal::Preallocation::None,
             open: HashMap::new(),
         }
     }
@@ -485,7 +567,7 @@ impl ReplicaWriter {
                 .metadata()
                 .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?
                 .len();
-            if len < u64::from(self.max_file_length) {
+            if self.preallocate && len < u64::from(self.max_file_length) {
                 f.set_len(u64::from(self.max_file_length))
                     .map_err(|e| Error::io(format!("sizing {}", path.display()), &e))?;
             }

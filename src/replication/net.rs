@@ -13,7 +13,7 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::error::{Error, ErrorCode, Result};
 
-use super::frame::{Decoder, FrameError, DEFAULT_MAX_FRAME};
+use super::frame::{Decoder, FrameError, DEFAULT_MAX_FRAME, HANDSHAKE_MAX_FRAME};
 use super::message::{Message, Purpose, PROTOCOL_VERSION};
 
 /// A parsed `kdbr://host:port` address. The host part is also the node's identity.
@@ -104,6 +104,9 @@ pub struct Conn {
     pub epoch: u64,
     /// The highest epoch seen from the peer.
     pub peer_epoch: u64,
+    /// On a master: the order in which the connection was accepted (a later connection of the
+    /// same node supersedes an earlier one).
+    pub accepted: u64,
 }
 
 impl Conn {
@@ -111,10 +114,11 @@ impl Conn {
         let _ = stream.set_nodelay(true);
         Conn {
             stream,
-            decoder: Decoder::new(DEFAULT_MAX_FRAME),
+            decoder: Decoder::new(HANDSHAKE_MAX_FRAME),
             out: Vec::new(),
             epoch,
             peer_epoch: 0,
+            accepted: 0,
         }
     }
 
@@ -293,6 +297,7 @@ pub async fn accept_handshake(
                 return Err(refuse(reason));
             }
             conn.epoch = epoch;
+            conn.decoder.set_max_frame(DEFAULT_MAX_FRAME);
             conn.send(&Message::Welcome {
                 version: PROTOCOL_VERSION,
                 node: me.node.clone(),
@@ -338,6 +343,7 @@ pub async fn connect(
             }
             me.epoch.fetch_max(conn.peer_epoch, Ordering::SeqCst);
             conn.epoch = conn.peer_epoch;
+            conn.decoder.set_max_frame(DEFAULT_MAX_FRAME);
             Ok((conn, node))
         }
         Message::Welcome { version, .. } => Err(Closed::Protocol(format!(
@@ -360,6 +366,7 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let on_session = Arc::new(on_session);
+    let mut accepted = 0u64;
     loop {
         let (stream, addr) = match listener.accept().await {
             Ok(v) => v,
@@ -371,8 +378,11 @@ where
         };
         let me = me.clone();
         let on_session = on_session.clone();
+        accepted += 1;
+        let order = accepted;
         tokio::spawn(async move {
-            let conn = Conn::new(stream, me.epoch.load(Ordering::SeqCst));
+            let mut conn = Conn::new(stream, me.epoch.load(Ordering::SeqCst));
+            conn.accepted = order;
             match accept_handshake(conn, &me).await {
                 Ok((conn, node, purpose)) => on_session(conn, node, purpose).await,
                 Err(reason) => {

@@ -23,6 +23,8 @@ use super::net::{connect, Closed, Conn, Identity, KdbrUri};
 
 /// Bytes per transfer request.
 pub const DEFAULT_CHUNK: u64 = 1 << 20;
+/// The largest range a master serves in one request.
+pub const MAX_REQUEST: u64 = 4 * DEFAULT_CHUNK;
 /// Default number of concurrent transfer sessions.
 pub const DEFAULT_SESSIONS: usize = 4;
 /// The slave's record of ranges already on its disk.
@@ -90,12 +92,15 @@ pub fn inventory(dir: &Path) -> Result<Vec<FileInfo>> {
 /// prefix they share with it (whole-file CRC of the slave's length), files the master does not
 /// have are deleted, and whatever the slave lacks is fetched.
 pub fn plan(master_dir: &Path, inventory: &[FileInfo]) -> Result<Message> {
-    let sealed = sealed_files(master_dir)?;
-    let master: BTreeMap<u32, u64> = sealed.iter().copied().collect();
-    let newest = files::list_data_files(master_dir)?
+    // One listing: the newest file and the sealed ones must come from the same moment.
+    let mut ids = files::list_data_files(master_dir)?;
+    ids.sort_unstable();
+    let newest = ids.pop().unwrap_or(1);
+    let sealed = ids
         .into_iter()
-        .max()
-        .unwrap_or(1);
+        .map(|id| Ok((id, file_len(&files::data_file_path(master_dir, id))?)))
+        .collect::<Result<Vec<(u32, u64)>>>()?;
+    let master: BTreeMap<u32, u64> = sealed.iter().copied().collect();
     let mut truncate = Vec::new();
     let mut delete = Vec::new();
     let mut fetch = Vec::new();
@@ -247,6 +252,35 @@ impl Progress {
     }
 }
 
+/// Applies the cuts of a plan to a slave directory: files truncated, files deleted, and what
+/// the progress file says about them forgotten. Returns (truncated, deleted).
+pub fn apply_cuts(dir: &Path, truncate: &[(u32, u64)], delete: &[u32]) -> Result<(usize, usize)> {
+    let mut progress = Progress::load(dir)?;
+    for (id, len) in truncate {
+        let path = files::data_file_path(dir, *id);
+        match OpenOptions::new().write(true).open(&path) {
+            Ok(f) => f
+                .set_len(*len)
+                .and_then(|_| f.sync_all())
+                .map_err(|e| io(format!("truncating {}", path.display()), &e))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("opening {}", path.display()), &e)),
+        }
+        progress.forget(*id);
+    }
+    for id in delete {
+        let path = files::data_file_path(dir, *id);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io(format!("deleting {}", path.display()), &e)),
+        }
+        progress.forget(*id);
+    }
+    progress.rewrite(dir)?;
+    Ok((truncate.len(), delete.len()))
+}
+
 /// What an initial sync did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncReport {
@@ -287,7 +321,7 @@ pub async fn serve_session(mut conn: Conn, master_dir: PathBuf, purpose: Purpose
             }
             (Purpose::Transfer, Message::RangeRequest { range }) => {
                 let ok = sealed.get(&range.file).is_some_and(|len| {
-                    range.length <= 4 * DEFAULT_CHUNK
+                    range.length <= MAX_REQUEST
                         && range
                             .offset
                             .checked_add(range.length)
@@ -373,24 +407,35 @@ pub async fn initial_sync(
         live_from,
         ..SyncReport::default()
     };
-    let mut progress = Progress::load(dir)?;
-    for (id, len) in &truncate {
-        let path = files::data_file_path(dir, *id);
-        let f = OpenOptions::new()
-            .write(true)
-            .open(&path)
-            .map_err(|e| io(format!("opening {}", path.display()), &e))?;
-        f.set_len(*len)
-            .and_then(|_| f.sync_all())
-            .map_err(|e| io(format!("truncating {}", path.display()), &e))?;
-        progress.forget(*id);
-        report.files_truncated += 1;
+    // A hostile or broken plan must not overflow, nor make us queue without bound.
+    if chunk == 0 || chunk > MAX_REQUEST {
+        return Err(Error::new(
+            ErrorCode::Config,
+            format!("a transfer chunk must be 1..={MAX_REQUEST} bytes, not {chunk}"),
+        ));
     }
-    for id in &delete {
-        let path = files::data_file_path(dir, *id);
-        std::fs::remove_file(&path).map_err(|e| io(format!("deleting {}", path.display()), &e))?;
-        progress.forget(*id);
-        report.files_deleted += 1;
+    for r in &fetch {
+        let ok = r.length <= u64::from(u32::MAX)
+            && r.offset
+                .checked_add(r.length)
+                .is_some_and(|e| e <= u64::from(u32::MAX));
+        if !ok {
+            return Err(Error::new(
+                ErrorCode::Corrupt,
+                format!("the master's plan asks for an impossible range {r:?}"),
+            ));
+        }
+    }
+    let (truncated, deleted) = apply_cuts(dir, &truncate, &delete)?;
+    report.files_truncated = truncated;
+    report.files_deleted = deleted;
+    let mut progress = Progress::load(dir)?;
+    // Progress recorded for a file that is not on disk (lost in a crash) is not trusted.
+    let recorded: Vec<u32> = progress.done.keys().copied().collect();
+    for id in recorded {
+        if !files::data_file_path(dir, id).exists() {
+            progress.forget(id);
+        }
     }
     // Files fetched whole on an earlier run (prefix == length) count as done.
     let fetched_prefix: BTreeSet<u32> = fetch.iter().map(|r| r.file).collect();
@@ -443,6 +488,8 @@ pub async fn initial_sync(
                 .map_err(|e| io(format!("sizing {}", path.display()), &e))?;
         }
     }
+    // The files exist durably before any progress about them is recorded.
+    files::sync_dir(dir)?;
     let jobs = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
     let progress = Arc::new(Mutex::new(progress));
     let fetched = Arc::new(AtomicU64::new(0));
