@@ -288,3 +288,57 @@ async fn a_record_larger_than_the_old_frame_limit_replicates() {
     let b = std::fs::read(s.path().join(format!("db-{}.log", loc.file_id))).unwrap();
     assert!(a == b, "identical file");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slave_that_stops_reading_is_dropped_before_the_master_buffers_too_much() {
+    let m = tempfile::tempdir().unwrap();
+    let slaves = Arc::new(Slaves::new(0, Duration::from_secs(1)));
+    let config = JournalConfig {
+        max_file_length: 32 << 20,
+        ..JournalConfig::default()
+    };
+    let journal = Arc::new(Journal::open(m.path(), config).unwrap());
+    journal.append(b"first record", true).unwrap();
+    let feed = Feed::install(&journal);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let dir = m.path().to_path_buf();
+    let (f, sl) = (feed.clone(), slaves.clone());
+    tokio::spawn(serve(
+        listener,
+        identity("master"),
+        move |conn: Conn, node, purpose| {
+            let (dir, feed, slaves) = (dir.clone(), f.clone(), sl.clone());
+            async move {
+                let _ = serve_master(conn, node, purpose, dir, feed, slaves).await;
+            }
+        },
+    ));
+    let uri = KdbrUri::parse(&format!("kdbr://127.0.0.1:{port}")).unwrap();
+    let (_stalled, _) = live_session(&uri, "stalled").await;
+    let t = std::time::Instant::now();
+    while feed.subscribers() == 0 {
+        assert!(t.elapsed() < Duration::from_secs(5));
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // 96 MiB written while the slave reads nothing (socket buffers hold a few MiB at most).
+    let j = journal.clone();
+    tokio::task::spawn_blocking(move || {
+        let record = vec![5u8; 1 << 20];
+        for _ in 0..96 {
+            j.append(&record, false).unwrap();
+        }
+        j.sync().unwrap();
+    })
+    .await
+    .unwrap();
+    let t = std::time::Instant::now();
+    while feed.subscribers() > 0 || !slaves.status().is_empty() {
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "the stalled slave is dropped"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    journal.close().unwrap();
+}

@@ -131,13 +131,26 @@ pub async fn run_slave(
     }
 }
 
+/// How long one frame may take to be handed to a slave's connection before the session is
+/// given up (a slave that stopped reading).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How far (in queued bytes) a slave may fall behind the live stream before its session is
+/// dropped; it then catches up from the files when it reconnects.
+pub const MAX_QUEUED: u64 = 64 << 20;
+
+struct Subscriber {
+    tx: mpsc::UnboundedSender<Item>,
+    queued: Arc<AtomicU64>,
+}
+
 /// The master's fan-out of journal batches to stream sessions.
 pub struct Feed {
     inner: Mutex<FeedInner>,
 }
 
 struct FeedInner {
-    subscribers: Vec<mpsc::UnboundedSender<Item>>,
+    subscribers: Vec<Subscriber>,
     /// The end of the last batch published (every byte before it is in the files).
     last_end: Position,
 }
@@ -180,16 +193,33 @@ impl Feed {
             return;
         }
         let data: Arc<[u8]> = Arc::from(bytes);
-        f.subscribers.retain(|s| s.send((at, data.clone())).is_ok());
+        let n = bytes.len() as u64;
+        f.subscribers.retain(|s| {
+            if s.queued.load(Ordering::Relaxed) + n > MAX_QUEUED {
+                // Too far behind: dropping the sender ends that session with a reason.
+                return false;
+            }
+            s.queued.fetch_add(n, Ordering::Relaxed);
+            s.tx.send((at, data.clone())).is_ok()
+        });
+    }
+
+    /// Stream sessions currently subscribed.
+    pub fn subscribers(&self) -> usize {
+        self.lock().subscribers.len()
     }
 
     /// A new subscription, and the position from which it sees every batch (everything before
     /// it is in the files): taken under the same lock as publishing, so nothing falls between.
-    fn subscribe(&self) -> (mpsc::UnboundedReceiver<Item>, Position) {
+    fn subscribe(&self) -> (mpsc::UnboundedReceiver<Item>, Arc<AtomicU64>, Position) {
         let (tx, rx) = mpsc::unbounded_channel();
+        let queued = Arc::new(AtomicU64::new(0));
         let mut f = self.lock();
-        f.subscribers.push(tx);
-        (rx, f.last_end)
+        f.subscribers.push(Subscriber {
+            tx,
+            queued: queued.clone(),
+        });
+        (rx, queued, f.last_end)
     }
 }
 
@@ -375,7 +405,7 @@ pub async fn serve_stream(
         Err(c) => return c,
     };
     // Subscribe, learning atomically up to where the files already hold every byte.
-    let (mut rx, upto) = feed.subscribe();
+    let (mut rx, queued, upto) = feed.subscribe();
     if start > upto {
         return Closed::Protocol(format!(
             "the slave stands at {}:{}, beyond this master's journal ({}:{})",
@@ -477,25 +507,26 @@ pub async fn serve_stream(
         // read, such as the padding of an old hole, is sent again: a positioned write of the
         // same bytes is harmless).
         while let Some((pos, bytes)) = rx.recv().await {
+            queued.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
             let end = Position {
                 file: pos.file,
                 offset: pos.offset + bytes.len() as u32,
             };
             sent_to.fetch_max(pack(end), Ordering::SeqCst);
-            if let Err(c) = writer
-                .send(
-                    epoch,
-                    &Message::Batch {
-                        at: pos,
-                        data: bytes.to_vec(),
-                    },
-                )
-                .await
-            {
-                return c;
+            let frame = Message::Batch {
+                at: pos,
+                data: bytes.to_vec(),
+            };
+            match tokio::time::timeout(SEND_TIMEOUT, writer.send(epoch, &frame)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(c)) => return c,
+                Err(_) => return Closed::Timeout("the slave to take the next batch"),
             }
         }
-        Closed::Eof
+        Closed::Protocol(format!(
+            "the live stream to this slave ended (it fell more than {} MiB behind, or the journal closed); a slave catches up from the files when it reconnects",
+            MAX_QUEUED >> 20
+        ))
     };
     let mut acks = acks;
     let why = tokio::select! {
