@@ -232,7 +232,8 @@ fn record_add(
     })
 }
 
-/// Records a remove and reports what it did.
+/// Records a non-transactional remove and reports what it did; a remove of nothing stored
+/// (or, for a topic, nothing pending for that subscription) is not written.
 fn record_remove(
     w: &mut Writer<'_>,
     command: &JournalCommand,
@@ -254,9 +255,7 @@ fn record_remove(
         Some((seq, m.size, pending))
     };
     let before = probe(w);
-    if matches!(command, JournalCommand::RemoveMessage(c) if c.transaction_info.is_none())
-        && !before.is_some_and(|b| b.2)
-    {
+    if !before.is_some_and(|b| b.2) {
         // Nothing to remove: KahaDB would journal it anyway, to no effect on replay. Skip it.
         return Ok(Removed::default());
     }
@@ -660,12 +659,7 @@ impl Store {
                         destination: command
                             .destination
                             .as_ref()
-                            .map(|d| {
-                                DestKey::new(
-                                    d.dest_type_or_default(),
-                                    d.name.clone().unwrap_or_default(),
-                                )
-                            })
+                            .map(DestKey::of)
                             .unwrap_or_default(),
                         message_id: command.message_id.clone().unwrap_or_default(),
                         priority: command.priority_or_default(),

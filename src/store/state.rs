@@ -31,7 +31,7 @@ impl DestKey {
         }
     }
 
-    fn of(d: &KahaDestination) -> DestKey {
+    pub(crate) fn of(d: &KahaDestination) -> DestKey {
         DestKey {
             kind: d.dest_type_or_default().as_i32(),
             name: d.name.clone().unwrap_or_default(),
