@@ -43,7 +43,7 @@ fn random_message(r: &mut Rng) -> Message {
         offset: r.next() >> 20,
         length: r.below(1 << 20),
     };
-    match r.below(10) {
+    match r.below(11) {
         0 => Message::Hello {
             version: PROTOCOL_VERSION,
             cluster: r.string(20),
@@ -97,6 +97,9 @@ fn random_message(r: &mut Rng) -> Message {
                 data,
             }
         }
+        9 => Message::Remove {
+            files: (0..r.below(20)).map(|_| r.below(1000) as u32).collect(),
+        },
         _ => Message::Heartbeat,
     }
 }
@@ -184,7 +187,7 @@ fn a_hundred_thousand_random_and_mutated_frames() {
             // A valid CRC around a random body of a random (possibly unknown) type.
             6 => {
                 wire.clear();
-                let t = r.below(12) as u8;
+                let t = r.below(13) as u8;
                 let n = r.below(200) as usize;
                 let body = r.bytes(n);
                 let kind = FrameType::from_u8(t);

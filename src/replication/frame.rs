@@ -49,6 +49,8 @@ pub enum FrameType {
     Range = 9,
     /// Either way: liveness while nothing else flows.
     Heartbeat = 10,
+    /// Master → slave (stream): data files its GC deleted; the slave deletes them too.
+    Remove = 11,
 }
 
 impl FrameType {
@@ -65,6 +67,7 @@ impl FrameType {
             8 => RangeRequest,
             9 => Range,
             10 => Heartbeat,
+            11 => Remove,
             _ => return None,
         })
     }

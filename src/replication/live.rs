@@ -27,7 +27,19 @@ use super::net::{Closed, Conn};
 /// Bytes per catch-up frame read from the master's files.
 const CATCH_UP_CHUNK: u32 = 1 << 20;
 
-type Item = (Position, Arc<[u8]>);
+/// What the feed hands a stream session.
+enum Item {
+    Batch(Position, Arc<[u8]>),
+    /// Data files the master's GC deleted.
+    Removed(Vec<u32>),
+}
+
+/// How often a master sends a heartbeat on an idle stream.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long either side of a stream waits for a frame before it gives the session up (a peer
+/// that vanished without closing: a cut cable, a paused process).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A master's handler of one accepted connection: transfer sessions get ranges; a stream
 /// session gets its plan and, once the plan asks for nothing more (the slave has every sealed
@@ -42,7 +54,8 @@ pub async fn serve_master(
 ) -> Closed {
     use super::message::Purpose;
     if purpose == Purpose::Transfer {
-        return super::sync::serve_session(conn, dir, purpose).await;
+        let served = slaves.transfer_counter(&node);
+        return super::sync::serve_session_counted(conn, dir, purpose, served).await;
     }
     let files = match conn.recv().await {
         Ok(Message::Inventory { files }) => files,
@@ -60,6 +73,12 @@ pub async fn serve_master(
         Err(e) => return Closed::Io(e.to_string()),
     };
     let live = matches!(&plan, Message::SyncPlan { fetch, .. } if fetch.is_empty());
+    if let Message::SyncPlan { fetch, .. } = &plan {
+        if !fetch.is_empty() {
+            // Pinned against the GC until the slave goes live (or stops fetching).
+            slaves.begin_sync(&node, fetch);
+        }
+    }
     if let Err(c) = conn.send(&plan).await {
         return c;
     }
@@ -70,7 +89,9 @@ pub async fn serve_master(
             Ok(m) => Closed::Protocol(format!("unexpected {:?} after a sync plan", m.kind())),
         };
     }
-    serve_stream(conn, node, dir, feed, slaves).await
+    let why = serve_stream(conn, node.clone(), dir, feed, slaves.clone()).await;
+    slaves.departed(&node, &why);
+    why
 }
 
 /// A slave's whole life with a master: initial sync (repeated until the master's plan asks for
@@ -82,10 +103,114 @@ pub async fn run_slave(
     sessions: usize,
     config: &crate::journal::JournalConfig,
 ) -> Closed {
+    run_slave_with(master, me, dir, sessions, config, &SlaveLink::default()).await
+}
+
+/// Where a slave's link to its master stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LinkState {
+    /// Connecting or reconnecting (after a failure: see the last error).
+    #[default]
+    Connecting,
+    /// Copying sealed files.
+    Syncing,
+    /// On the live stream.
+    Live,
+}
+
+/// A slave's link, for status and for the hot standby.
+#[derive(Default)]
+pub struct SlaveLink {
+    pub sync: super::sync::SyncHooks,
+    inner: Mutex<LinkInner>,
+    /// Held by every replica write: taking it waits for one in flight.
+    gate: Arc<Mutex<()>>,
+}
+
+#[derive(Default, Clone)]
+struct LinkInner {
+    state: LinkState,
+    durable: Position,
+    last_error: Option<String>,
+}
+
+impl SlaveLink {
+    /// A link whose hot standby follows what is written.
+    pub fn with_standby(standby: Arc<super::standby::Standby>) -> SlaveLink {
+        SlaveLink {
+            sync: super::sync::SyncHooks {
+                standby: Some(standby),
+                ..Default::default()
+            },
+            inner: Mutex::default(),
+            gate: Arc::default(),
+        }
+    }
+
+    /// Waits for a replica write in flight (the guard keeps the next one out).
+    pub fn writer_gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.gate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, LinkInner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn state(&self) -> LinkState {
+        self.lock().state
+    }
+
+    pub fn durable(&self) -> Position {
+        self.lock().durable
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.lock().last_error.clone()
+    }
+
+    pub fn set_state(&self, state: LinkState) {
+        self.lock().state = state;
+    }
+
+    pub fn set_error(&self, e: String) {
+        let mut g = self.lock();
+        g.state = LinkState::Connecting;
+        g.last_error = Some(e);
+    }
+
+    fn set_durable(&self, p: Position) {
+        let mut g = self.lock();
+        if p > g.durable || g.state != LinkState::Live {
+            g.durable = p;
+        }
+        drop(g);
+        if let Some(sb) = &self.sync.standby {
+            sb.durable(p);
+        }
+    }
+}
+
+/// [`run_slave`], reporting to `link`.
+pub async fn run_slave_with(
+    master: &super::net::KdbrUri,
+    me: &super::net::Identity,
+    dir: &Path,
+    sessions: usize,
+    config: &crate::journal::JournalConfig,
+    link: &SlaveLink,
+) -> Closed {
     use super::message::Purpose;
     loop {
-        if let Err(e) =
-            super::sync::initial_sync(master, me, dir, sessions, super::sync::DEFAULT_CHUNK).await
+        link.set_state(LinkState::Syncing);
+        if let Err(e) = super::sync::initial_sync_with(
+            master,
+            me,
+            dir,
+            sessions,
+            super::sync::DEFAULT_CHUNK,
+            &link.sync,
+        )
+        .await
         {
             return Closed::Io(e.to_string());
         }
@@ -109,6 +234,9 @@ pub async fn run_slave(
                 delete,
                 live_from,
             }) if fetch.is_empty() => {
+                if let Some(sb) = &link.sync.standby {
+                    sb.before_cuts(&truncate, &delete);
+                }
                 let d = dir.to_path_buf();
                 let cut = tokio::task::spawn_blocking(move || {
                     super::sync::apply_cuts(&d, &truncate, &delete)
@@ -119,7 +247,8 @@ pub async fn run_slave(
                     Ok(Err(e)) => return Closed::Io(e.to_string()),
                     Err(e) => return Closed::Io(e.to_string()),
                 }
-                return follow(conn, ReplicaWriter::new(dir, config), live_from).await;
+                return follow_with(conn, ReplicaWriter::new(dir, config), live_from, me, link)
+                    .await;
             }
             Ok(Message::SyncPlan { .. }) => continue,
             Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
@@ -200,8 +329,17 @@ impl Feed {
                 return false;
             }
             s.queued.fetch_add(n, Ordering::Relaxed);
-            s.tx.send((at, data.clone())).is_ok()
+            s.tx.send(Item::Batch(at, data.clone())).is_ok()
         });
+    }
+
+    /// Tells every stream session that the GC deleted `files` (after every batch published
+    /// before, so a slave deletes them only once it has everything that made them garbage).
+    pub fn publish_removed(&self, files: &[u32]) {
+        let f = self.lock();
+        for s in &f.subscribers {
+            let _ = s.tx.send(Item::Removed(files.to_vec()));
+        }
     }
 
     /// Stream sessions currently subscribed.
@@ -228,6 +366,10 @@ impl Feed {
 pub struct Slaves {
     /// Live slave → (its session, its durable position).
     durable: Mutex<HashMap<String, (u64, Position)>>,
+    /// Slaves copying sealed files, and slaves that left (for status).
+    others: Mutex<HashMap<String, Other>>,
+    /// Set when this node stops being master: waiting writes fail at once.
+    closed: std::sync::atomic::AtomicBool,
     sessions: AtomicU64,
     changed: tokio::sync::Notify,
     cv: std::sync::Condvar,
@@ -248,6 +390,8 @@ impl Slaves {
     pub fn new(minimum_replicas: usize, timeout: Duration) -> Slaves {
         Slaves {
             durable: Mutex::new(HashMap::new()),
+            others: Mutex::new(HashMap::new()),
+            closed: std::sync::atomic::AtomicBool::new(false),
             sessions: AtomicU64::new(0),
             changed: tokio::sync::Notify::new(),
             cv: std::sync::Condvar::new(),
@@ -309,6 +453,15 @@ impl Slaves {
         let deadline = std::time::Instant::now() + timeout;
         let mut map = self.map();
         loop {
+            if self.closed.load(Ordering::SeqCst) {
+                return Err(Error::new(
+                    ErrorCode::IllegalState,
+                    format!(
+                        "this node stopped being master while the write ending at {}:{} waited for its replicas: it may or may not be on the new master",
+                        end.file, end.offset
+                    ),
+                ));
+            }
             let min = self.min.load(Ordering::SeqCst);
             let have = map.values().filter(|(_, p)| *p >= end).count();
             if have >= min {
@@ -338,6 +491,8 @@ impl Slaves {
     /// A session of `node` at `pos`; `session` orders the node's connections (accept order): a
     /// later one replaces an earlier one, an earlier one arriving late is ignored.
     fn register(&self, node: &str, session: u64, pos: Position) {
+        // Live: no longer syncing (its pins go), nor departed.
+        self.others().remove(node);
         let mut map = self.map();
         let newer = map.get(node).is_none_or(|e| e.0 < session);
         if newer {
@@ -369,6 +524,120 @@ impl Slaves {
         self.notify();
     }
 
+    /// This node is no longer master: every waiting and later synchronous write fails.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        self.notify();
+    }
+
+    fn others(&self) -> std::sync::MutexGuard<'_, HashMap<String, Other>> {
+        self.others.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `node` starts copying these ranges: their files are pinned against the GC.
+    pub(crate) fn begin_sync(&self, node: &str, fetch: &[super::message::FileRange]) {
+        let mut o = self.others();
+        let served = match o.get(node) {
+            Some(Other::Syncing { served, .. }) => served.clone(),
+            _ => Arc::new(AtomicU64::new(0)),
+        };
+        served.store(0, Ordering::Relaxed);
+        o.insert(
+            node.to_owned(),
+            Other::Syncing {
+                total: fetch.iter().map(|r| r.length).sum(),
+                served,
+                files: fetch.iter().map(|r| r.file).collect(),
+                since: std::time::Instant::now(),
+            },
+        );
+    }
+
+    /// The counter of bytes served to `node`'s transfer sessions.
+    pub(crate) fn transfer_counter(&self, node: &str) -> Arc<AtomicU64> {
+        let mut o = self.others();
+        if let Some(Other::Syncing { served, since, .. }) = o.get_mut(node) {
+            *since = std::time::Instant::now();
+            return served.clone();
+        }
+        Arc::new(AtomicU64::new(0))
+    }
+
+    /// `node`'s stream session ended for `why`.
+    pub(crate) fn departed(&self, node: &str, why: &Closed) {
+        if self.durable(node).is_some() {
+            return; // a newer session of it is live
+        }
+        log::warn!("replication: slave {node} left: {why}");
+        self.others().insert(
+            node.to_owned(),
+            Other::Left {
+                reason: why.to_string(),
+            },
+        );
+    }
+
+    /// Files pinned for slaves copying them (a sync silent for `SYNC_PIN_TTL` no longer pins).
+    pub fn pinned_files(&self) -> Vec<u32> {
+        let o = self.others();
+        let mut v: Vec<u32> = o
+            .values()
+            .filter_map(|x| match x {
+                Other::Syncing { files, since, .. } if since.elapsed() < SYNC_PIN_TTL => {
+                    Some(files.iter().copied())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        v.sort_unstable();
+        v.dedup();
+        v
+    }
+
+    /// Every slave this master knows of: live ones with their durable position, syncing ones
+    /// with the bytes they still need, and the ones that left with the reason.
+    pub fn report(&self, written: Position, file_length: u32) -> Vec<SlaveReport> {
+        let mut out: Vec<SlaveReport> = self
+            .map()
+            .iter()
+            .map(|(node, (_, p))| SlaveReport {
+                node: node.clone(),
+                state: SlaveState::Live,
+                durable: Some(*p),
+                lag_bytes: lag(written, *p, file_length),
+                bytes_to_go: 0,
+                reason: None,
+            })
+            .collect();
+        let live: std::collections::HashSet<String> = out.iter().map(|r| r.node.clone()).collect();
+        for (node, o) in self.others().iter() {
+            if live.contains(node) {
+                continue;
+            }
+            out.push(match o {
+                Other::Syncing { total, served, .. } => SlaveReport {
+                    node: node.clone(),
+                    state: SlaveState::Syncing,
+                    durable: None,
+                    lag_bytes: 0,
+                    bytes_to_go: total.saturating_sub(served.load(Ordering::Relaxed)),
+                    reason: None,
+                },
+                Other::Left { reason } => SlaveReport {
+                    node: node.clone(),
+                    state: SlaveState::Left,
+                    durable: None,
+                    lag_bytes: 0,
+                    bytes_to_go: 0,
+                    reason: Some(reason.clone()),
+                },
+            });
+        }
+        out.sort_by(|a, b| a.node.cmp(&b.node));
+        out
+    }
+
     fn notify(&self) {
         // Taking the lock orders the wake-up after any waiter's check.
         drop(self.map());
@@ -380,6 +649,80 @@ impl Slaves {
 impl crate::store::engine::Replicated for Slaves {
     fn wait_replicated(&self, file: u32, end: u32) -> Result<()> {
         Slaves::wait_replicated(self, Position { file, offset: end })
+    }
+}
+
+/// How long the files of a sync stay pinned after its last transfer request.
+pub const SYNC_PIN_TTL: Duration = Duration::from_secs(300);
+
+enum Other {
+    Syncing {
+        total: u64,
+        served: Arc<AtomicU64>,
+        files: Vec<u32>,
+        since: std::time::Instant,
+    },
+    Left {
+        reason: String,
+    },
+}
+
+/// A slave's state as its master sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaveState {
+    /// Copying sealed files over transfer sessions.
+    Syncing,
+    /// On the live stream; counts toward `minimumReplicas`.
+    Live,
+    /// Its session ended (the reason says why); it no longer counts.
+    Left,
+}
+
+/// One slave in a master's status.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SlaveReport {
+    pub node: String,
+    pub state: SlaveState,
+    /// Everything before it is on the slave's disk (live slaves).
+    pub durable: Option<Position>,
+    /// Bytes written on the master that the slave has not acked (live slaves).
+    pub lag_bytes: u64,
+    /// Bytes the slave's initial sync still needs (syncing slaves).
+    pub bytes_to_go: u64,
+    pub reason: Option<String>,
+}
+
+/// Bytes between `behind` and `ahead` (files count `file_length` bytes each).
+pub fn lag(ahead: Position, behind: Position, file_length: u32) -> u64 {
+    if behind >= ahead {
+        return 0;
+    }
+    if behind.file == ahead.file {
+        return u64::from(ahead.offset - behind.offset);
+    }
+    u64::from(file_length.saturating_sub(behind.offset))
+        + u64::from(ahead.file - behind.file - 1) * u64::from(file_length)
+        + u64::from(ahead.offset)
+}
+
+/// The master's replication as its store sees it: `minimumReplicas` for synchronous writes,
+/// files pinned for syncing slaves, and GC deletions forwarded to the live slaves.
+pub struct MasterLink {
+    pub slaves: Arc<Slaves>,
+    pub feed: Arc<Feed>,
+}
+
+impl crate::store::engine::Replicated for MasterLink {
+    fn wait_replicated(&self, file: u32, end: u32) -> Result<()> {
+        self.slaves.wait_replicated(Position { file, offset: end })
+    }
+
+    fn retained(&self) -> Vec<u32> {
+        self.slaves.pinned_files()
+    }
+
+    fn removed(&self, files: &[u32]) {
+        self.feed.publish_removed(files);
     }
 }
 
@@ -427,7 +770,11 @@ pub async fn serve_stream(
         let (slaves, node, sent_to) = (slaves.clone(), node.clone(), sent_to.clone());
         tokio::spawn(async move {
             loop {
-                match reader.recv().await {
+                let m = match tokio::time::timeout(IDLE_TIMEOUT, reader.recv()).await {
+                    Ok(m) => m,
+                    Err(_) => return Closed::Timeout("an ack or heartbeat from the slave"),
+                };
+                match m {
                     Ok(Message::Ack { durable }) => {
                         if pack(durable) > sent_to.load(Ordering::SeqCst) {
                             return Closed::Protocol(format!(
@@ -442,6 +789,7 @@ pub async fn serve_stream(
                         }
                     }
                     Ok(Message::Heartbeat) => {}
+                    Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
                     Ok(other) => {
                         return Closed::Protocol(format!(
                             "unexpected {:?} from a slave",
@@ -506,7 +854,38 @@ pub async fn serve_stream(
         // Then every batch published since the subscription (a batch the catch-up already
         // read, such as the padding of an old hole, is sent again: a positioned write of the
         // same bytes is harmless).
-        while let Some((pos, bytes)) = rx.recv().await {
+        loop {
+            let item = match tokio::time::timeout(HEARTBEAT_INTERVAL, rx.recv()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => {
+                    match tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        writer.send(epoch, &Message::Heartbeat),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(c)) => return c,
+                        Err(_) => return Closed::Timeout("the slave to take a heartbeat"),
+                    }
+                }
+            };
+            let (pos, bytes) = match item {
+                Item::Batch(pos, bytes) => (pos, bytes),
+                Item::Removed(files) => {
+                    match tokio::time::timeout(
+                        SEND_TIMEOUT,
+                        writer.send(epoch, &Message::Remove { files }),
+                    )
+                    .await
+                    {
+                        Ok(Ok(())) => continue,
+                        Ok(Err(c)) => return c,
+                        Err(_) => return Closed::Timeout("the slave to take the next frame"),
+                    }
+                }
+            };
             queued.fetch_sub(bytes.len() as u64, Ordering::Relaxed);
             let end = Position {
                 file: pos.file,
@@ -628,32 +1007,87 @@ impl ReplicaWriter {
 
 /// The slave's side of the live stream: announces where it stands, then writes every batch
 /// and acks it once on disk. Returns when the connection ends or a write fails.
-pub async fn follow(mut conn: Conn, writer: ReplicaWriter, start: Position) -> Closed {
+pub async fn follow(conn: Conn, writer: ReplicaWriter, start: Position) -> Closed {
+    let me = super::net::Identity {
+        cluster: String::new(),
+        node: String::new(),
+        epoch: Arc::new(AtomicU64::new(0)),
+    };
+    follow_with(conn, writer, start, &me, &SlaveLink::default()).await
+}
+
+/// [`follow`], reporting to `link` (durable position, hot standby) and fenced by `me`'s epoch:
+/// once this node knows a newer epoch than the master's, the session ends.
+pub async fn follow_with(
+    mut conn: Conn,
+    writer: ReplicaWriter,
+    start: Position,
+    me: &super::net::Identity,
+    link: &SlaveLink,
+) -> Closed {
     if let Err(c) = conn.send(&Message::Ack { durable: start }).await {
         return c;
     }
+    link.set_durable(start);
+    link.set_state(LinkState::Live);
     let writer = Arc::new(Mutex::new(writer));
     loop {
-        let (at, data) = match conn.recv().await {
+        let m = conn
+            .recv_within(IDLE_TIMEOUT, "a frame from the master")
+            .await;
+        let known = me.epoch.load(Ordering::SeqCst);
+        if conn.peer_epoch < known {
+            let reason = format!(
+                "the master is at epoch {}, but this node knows epoch {known}: it is no longer master",
+                conn.peer_epoch
+            );
+            conn.reject(&reason).await;
+            return Closed::Protocol(reason);
+        }
+        let (at, data) = match m {
             Ok(Message::Batch { at, data }) => (at, data),
-            Ok(Message::Heartbeat) => continue,
+            Ok(Message::Heartbeat) => {
+                if let Err(c) = conn.send(&Message::Heartbeat).await {
+                    return c;
+                }
+                continue;
+            }
+            Ok(Message::Remove { files }) => {
+                if let Some(sb) = &link.sync.standby {
+                    sb.remove_files(&files);
+                } else {
+                    let dir = writer.lock().unwrap_or_else(|p| p.into_inner()).dir.clone();
+                    for f in files {
+                        let _ = std::fs::remove_file(files::data_file_path(&dir, f));
+                    }
+                }
+                continue;
+            }
+            Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
             Ok(other) => {
                 return Closed::Protocol(format!("unexpected {:?} from the master", other.kind()))
             }
             Err(c) => return c,
         };
-        let w = writer.clone();
+        let (w, gate) = (writer.clone(), link.gate.clone());
         let done = tokio::task::spawn_blocking(move || {
+            let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
             w.lock().unwrap_or_else(|p| p.into_inner()).write(at, &data)
         })
         .await;
         let durable = match done {
             Ok(Ok(p)) => p,
-            Ok(Err(e)) => return Closed::Io(e.to_string()),
+            Ok(Err(e)) => {
+                // Tell the master why this slave leaves (a full disk, say) before closing.
+                let reason = format!("this slave cannot write: {e}");
+                conn.reject(&reason).await;
+                return Closed::Io(e.to_string());
+            }
             Err(e) => return Closed::Io(e.to_string()),
         };
         if let Err(c) = conn.send(&Message::Ack { durable }).await {
             return c;
         }
+        link.set_durable(durable);
     }
 }

@@ -87,6 +87,10 @@ pub enum Message {
         data: Vec<u8>,
     },
     Heartbeat,
+    /// The master's GC deleted these data files.
+    Remove {
+        files: Vec<u32>,
+    },
 }
 
 struct Out(Vec<u8>);
@@ -211,6 +215,7 @@ impl Message {
             Message::RangeRequest { .. } => FrameType::RangeRequest,
             Message::Range { .. } => FrameType::Range,
             Message::Heartbeat => FrameType::Heartbeat,
+            Message::Remove { .. } => FrameType::Remove,
         }
     }
 
@@ -281,6 +286,12 @@ impl Message {
                 o.bytes(data);
             }
             Message::Heartbeat => {}
+            Message::Remove { files } => {
+                o.u32(files.len() as u32);
+                for f in files {
+                    o.u32(*f);
+                }
+            }
         }
         o.0
     }
@@ -378,6 +389,14 @@ impl Message {
                 }
             }
             FrameType::Heartbeat => Message::Heartbeat,
+            FrameType::Remove => {
+                let n = i.count(4)?;
+                let mut files = Vec::with_capacity(n);
+                for _ in 0..n {
+                    files.push(i.u32()?);
+                }
+                Message::Remove { files }
+            }
         };
         i.end()?;
         Ok(m)

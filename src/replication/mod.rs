@@ -7,6 +7,8 @@ pub mod frame;
 pub mod live;
 pub mod message;
 pub mod net;
+pub mod node;
+pub mod standby;
 pub mod sync;
 
 pub use frame::{Decoder, Frame, FrameError, FrameType, DEFAULT_MAX_FRAME};

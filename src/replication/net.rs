@@ -359,7 +359,7 @@ pub async fn connect(
 
 /// A listening master: accepts connections, runs the handshake on each, and hands accepted
 /// sessions to `on_session`. Bad peers are logged and dropped; the loop never ends on their
-/// account.
+/// account. The sessions belong to this future: dropping or aborting it ends every one.
 pub async fn serve<F, Fut>(listener: TcpListener, me: Identity, on_session: F)
 where
     F: Fn(Conn, String, Purpose) -> Fut + Send + Sync + 'static,
@@ -367,20 +367,25 @@ where
 {
     let on_session = Arc::new(on_session);
     let mut accepted = 0u64;
+    let mut sessions = tokio::task::JoinSet::new();
     loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(v) => v,
-            Err(e) => {
-                log::warn!("replication: accepting a connection failed: {e}");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
+        let (stream, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("replication: accepting a connection failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            // Reap finished sessions so the set does not grow.
+            Some(_) = sessions.join_next(), if !sessions.is_empty() => continue,
         };
         let me = me.clone();
         let on_session = on_session.clone();
         accepted += 1;
         let order = accepted;
-        tokio::spawn(async move {
+        sessions.spawn(async move {
             let mut conn = Conn::new(stream, me.epoch.load(Ordering::SeqCst));
             conn.accepted = order;
             match accept_handshake(conn, &me).await {

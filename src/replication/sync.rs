@@ -14,6 +14,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::files;
@@ -300,13 +301,26 @@ fn closed(what: &str, c: Closed) -> Error {
 /// Serves a master's side of one connection after its handshake: answers an Inventory with a
 /// plan (stream sessions) and RangeRequests with ranges of sealed files (transfer sessions).
 /// Returns when the peer leaves or misbehaves (the reason is logged by the caller).
-pub async fn serve_session(mut conn: Conn, master_dir: PathBuf, purpose: Purpose) -> Closed {
+pub async fn serve_session(conn: Conn, master_dir: PathBuf, purpose: Purpose) -> Closed {
+    serve_session_counted(conn, master_dir, purpose, Arc::new(AtomicU64::new(0))).await
+}
+
+/// How long a transfer session may stay silent before the master gives it up.
+pub const TRANSFER_IDLE: Duration = Duration::from_secs(60);
+
+/// [`serve_session`], adding the bytes of every range served to `served`.
+pub async fn serve_session_counted(
+    mut conn: Conn,
+    master_dir: PathBuf,
+    purpose: Purpose,
+    served: Arc<AtomicU64>,
+) -> Closed {
     let sealed: BTreeMap<u32, u64> = match sealed_files(&master_dir) {
         Ok(v) => v.into_iter().collect(),
         Err(e) => return Closed::Io(e.to_string()),
     };
     loop {
-        let m = match conn.recv().await {
+        let m = match conn.recv_within(TRANSFER_IDLE, "a request").await {
             Ok(m) => m,
             Err(c) => return c,
         };
@@ -345,6 +359,7 @@ pub async fn serve_session(mut conn: Conn, master_dir: PathBuf, purpose: Purpose
                     Ok(Err(e)) => return Closed::Io(e.to_string()),
                     Err(e) => return Closed::Io(e.to_string()),
                 };
+                served.fetch_add(data.len() as u64, Ordering::Relaxed);
                 Message::Range {
                     file: range.file,
                     offset: range.offset,
@@ -374,6 +389,34 @@ pub async fn initial_sync(
     dir: &Path,
     sessions: usize,
     chunk: u64,
+) -> Result<SyncReport> {
+    initial_sync_with(master, me, dir, sessions, chunk, &SyncHooks::default()).await
+}
+
+/// Progress of an initial sync, for status: bytes the current plan still needs, and bytes
+/// fetched.
+#[derive(Debug, Default)]
+pub struct SyncCounters {
+    pub to_fetch: AtomicU64,
+    pub fetched: AtomicU64,
+}
+
+/// What an initial sync reports to, and consults, as it goes.
+#[derive(Default, Clone)]
+pub struct SyncHooks {
+    pub counters: Arc<SyncCounters>,
+    /// Told of a plan's cuts before they reach the files.
+    pub standby: Option<Arc<super::standby::Standby>>,
+}
+
+/// [`initial_sync`], reporting progress to (and cuts through) `hooks`.
+pub async fn initial_sync_with(
+    master: &KdbrUri,
+    me: &Identity,
+    dir: &Path,
+    sessions: usize,
+    chunk: u64,
+    hooks: &SyncHooks,
 ) -> Result<SyncReport> {
     std::fs::create_dir_all(dir).map_err(|e| io(format!("creating {}", dir.display()), &e))?;
     let inv = {
@@ -425,6 +468,9 @@ pub async fn initial_sync(
                 format!("the master's plan asks for an impossible range {r:?}"),
             ));
         }
+    }
+    if let Some(sb) = &hooks.standby {
+        sb.before_cuts(&truncate, &delete);
     }
     let (truncated, deleted) = apply_cuts(dir, &truncate, &delete)?;
     report.files_truncated = truncated;
@@ -490,15 +536,26 @@ pub async fn initial_sync(
     }
     // The files exist durably before any progress about them is recorded.
     files::sync_dir(dir)?;
+    let remaining: u64 = jobs.iter().map(|j| j.length).sum();
     let jobs = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
     let progress = Arc::new(Mutex::new(progress));
+    hooks.counters.to_fetch.store(remaining, Ordering::Relaxed);
+    if remaining > 0 {
+        log::info!(
+            "replication: initial sync from {master}: {} MiB to fetch over {} sessions ({} MiB already here)",
+            remaining >> 20,
+            sessions.max(1),
+            report.bytes_resumed >> 20
+        );
+    }
     let fetched = Arc::new(AtomicU64::new(0));
     let mut workers = Vec::new();
     for _ in 0..sessions.max(1) {
         let (jobs, progress, fetched) = (jobs.clone(), progress.clone(), fetched.clone());
         let (master, me, dir) = (master.clone(), me.clone(), dir.to_path_buf());
+        let counters = hooks.counters.clone();
         workers.push(tokio::spawn(async move {
-            transfer_worker(&master, &me, &dir, jobs, progress, fetched).await
+            transfer_worker(&master, &me, &dir, jobs, progress, fetched, counters).await
         }));
     }
     let mut first_error = None;
@@ -527,6 +584,7 @@ async fn transfer_worker(
     jobs: Arc<Mutex<Vec<FileRange>>>,
     progress: Arc<Mutex<Progress>>,
     fetched: Arc<AtomicU64>,
+    counters: Arc<SyncCounters>,
 ) -> Result<()> {
     let next = || jobs.lock().unwrap_or_else(|p| p.into_inner()).pop();
     let Some(mut job) = next() else {
@@ -561,6 +619,14 @@ async fn transfer_worker(
             ));
         }
         fetched.fetch_add(data.len() as u64, Ordering::Relaxed);
+        let _ = counters
+            .to_fetch
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+                Some(v.saturating_sub(data.len() as u64))
+            });
+        counters
+            .fetched
+            .fetch_add(data.len() as u64, Ordering::Relaxed);
         let path = files::data_file_path(dir, file);
         let (dir2, progress2) = (dir.to_path_buf(), progress.clone());
         tokio::task::spawn_blocking(move || -> Result<()> {

@@ -121,6 +121,14 @@ pub trait Replicated: Send + Sync {
     /// Blocks until everything in data file `file` before offset `end` (and in older files) is
     /// held by enough replicas, or fails (`REPLICATION_TIMEOUT`).
     fn wait_replicated(&self, file: u32, end: u32) -> Result<()>;
+
+    /// Data files the store's GC must keep for now (being copied to a joining replica).
+    fn retained(&self) -> Vec<u32> {
+        Vec::new()
+    }
+
+    /// Told after the store's GC deleted data files, so replicas can delete them too.
+    fn removed(&self, _files: &[u32]) {}
 }
 
 /// The index, locked, and the journal, for one [`Store::write`] call.
@@ -185,14 +193,52 @@ impl Store {
     /// Opens (creating if needed) the store in `dir`: the journal, then the index from its
     /// checkpoint and the journal after it.
     pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<(Store, IndexRecovery)> {
-        let dir = dir.as_ref().to_path_buf();
+        Store::open_inner(dir.as_ref(), config, None)
+    }
+
+    /// Opens the store in `dir` with an index built elsewhere from the same journal (a hot
+    /// standby's): only the records after the last one it applied are replayed, and
+    /// transactions without an outcome are rolled back as at any recovery.
+    pub fn open_with_state(
+        dir: impl AsRef<Path>,
+        config: StoreConfig,
+        state: State,
+    ) -> Result<(Store, IndexRecovery)> {
+        Store::open_inner(dir.as_ref(), config, Some(state))
+    }
+
+    fn open_inner(
+        dir: &Path,
+        config: StoreConfig,
+        standby: Option<State>,
+    ) -> Result<(Store, IndexRecovery)> {
+        let dir = dir.to_path_buf();
         let journal = if config.delete_all {
             Journal::open_with(&dir, config.journal, delete_contents)?
         } else {
             Journal::open(&dir, config.journal)?
         };
         remove_stock_index(&dir)?;
-        let (mut state, recovery) = checkpoint::recover(&dir, &journal)?;
+        let (mut state, recovery) = match standby {
+            Some(mut state) => {
+                let after = state.last_applied();
+                let replay = state.replay_after(&journal, after)?;
+                log::info!(
+                    "store {}: took over a hot standby index ({} records replayed after it)",
+                    dir.display(),
+                    replay.records
+                );
+                (
+                    state,
+                    IndexRecovery {
+                        checkpoint: None,
+                        replay,
+                        ..IndexRecovery::default()
+                    },
+                )
+            }
+            None => checkpoint::recover(&dir, &journal)?,
+        };
         // The checkpoint may name files a cleanup deleted after writing it.
         forget_missing_files(&mut state, &journal.data_file_ids());
         release_free_memory();
@@ -220,6 +266,13 @@ impl Store {
     /// Makes synchronous writes wait for replication as well (`None`: local durability only).
     pub fn set_replication(&self, replication: Option<Arc<dyn Replicated>>) {
         *self.replication.write().unwrap_or_else(|p| p.into_inner()) = replication;
+    }
+
+    fn replication_link(&self) -> Option<Arc<dyn Replicated>> {
+        self.replication
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn journal(&self) -> &Journal {
@@ -474,7 +527,16 @@ impl Store {
                 return Err(e.clone());
             }
             self.check_journal(&mut live)?;
-            gc::deletable(&live.state, &self.journal.data_file_ids(), ckpt.file_id)
+            let mut ids = gc::deletable(&live.state, &self.journal.data_file_ids(), ckpt.file_id);
+            // Files a joining replica is copying stay until it has them (and so do the files
+            // after them, which may pin them).
+            if let Some(first) = self
+                .replication_link()
+                .and_then(|r| r.retained().into_iter().min())
+            {
+                ids.retain(|id| *id < first);
+            }
+            ids
         };
         if ids.is_empty() {
             return Ok(());
@@ -507,6 +569,9 @@ impl Store {
                 self.dir.display(),
                 deleted
             );
+            if let Some(r) = self.replication_link() {
+                r.removed(&deleted);
+            }
         }
         report.deleted.extend(deleted);
         result
