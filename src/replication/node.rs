@@ -227,6 +227,8 @@ pub struct Node {
     min: AtomicUsize,
     timeout_ms: AtomicU64,
     role: Mutex<RoleState>,
+    /// How the store was recovered the last time this node became master.
+    recovery: Mutex<Option<crate::store::checkpoint::IndexRecovery>>,
 }
 
 impl Node {
@@ -273,6 +275,7 @@ impl Node {
             me,
             rt,
             role: Mutex::new(RoleState::Stopped),
+            recovery: Mutex::new(None),
             config,
         })
     }
@@ -339,7 +342,8 @@ impl Node {
             }
             None => Store::open(&dir, self.config.store),
         };
-        let (store, _) = opened?;
+        let (store, recovery) = opened?;
+        *self.recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(recovery);
         let store = Arc::new(store);
         let slaves = Arc::new(Slaves::new(
             self.min.load(Ordering::SeqCst),
@@ -550,6 +554,15 @@ impl Node {
             }
         }
         st
+    }
+
+    /// How the store was recovered the last time this node became master (a promoted hot
+    /// standby replays only the records it had not applied).
+    pub fn last_recovery(&self) -> Option<crate::store::checkpoint::IndexRecovery> {
+        self.recovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     /// Waits until this master has at least `n` live slaves (false on timeout, or when the
