@@ -236,6 +236,17 @@ pub async fn run_slave_with(
             }) if fetch.is_empty() => {
                 if let Some(sb) = &link.sync.standby {
                     sb.before_cuts(&truncate, &delete);
+                    if sb.is_fresh() {
+                        // Start from the master's index rather than a replay of the files
+                        // (which would order relocated messages differently).
+                        match super::sync::fetch_index(master, me).await {
+                            Ok(data) if !data.is_empty() => sb.seed(&data),
+                            Ok(_) => {}
+                            Err(e) => log::warn!(
+                                "replication: the master's index could not be fetched ({e}); the hot standby replays the files"
+                            ),
+                        }
+                    }
                 }
                 let d = dir.to_path_buf();
                 let cut = tokio::task::spawn_blocking(move || {

@@ -343,6 +343,11 @@ impl Node {
             None => Store::open(&dir, self.config.store),
         };
         let (store, recovery) = opened?;
+        if recovery.checkpoint.is_none() {
+            // A checkpoint of its own at once: a restart (or a slave joining) then starts from
+            // this index instead of a replay of the files.
+            store.checkpoint_only()?;
+        }
         *self.recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(recovery);
         let store = Arc::new(store);
         let slaves = Arc::new(Slaves::new(

@@ -52,6 +52,15 @@ struct Inner {
     target: Position,
     removals: BTreeSet<u32>,
     stop: bool,
+    /// The master's index, waiting for the scan to reach the record it was taken after.
+    seed: Option<Seed>,
+    seed_failed: bool,
+}
+
+struct Seed {
+    state: State,
+    fingerprint: u32,
+    after: Location,
 }
 
 /// A hot standby index over a slave's replicated journal directory.
@@ -74,6 +83,8 @@ impl Standby {
                 target: Position::default(),
                 removals: BTreeSet::new(),
                 stop: false,
+                seed: None,
+                seed_failed: false,
             }),
             wake: Condvar::new(),
         }
@@ -120,12 +131,47 @@ impl Standby {
         }
     }
 
+    /// True when the index has nothing applied yet (a seed can be taken).
+    pub fn is_fresh(&self) -> bool {
+        let g = self.lock();
+        g.next == Position::default() && g.stats.records == 0 && g.seed.is_none()
+    }
+
+    /// Seeds a fresh standby with the master's index checkpoint: records up to the one it was
+    /// taken after are skipped (that record's fingerprint must match), later ones applied. If
+    /// the record is not found, the standby replays the files instead.
+    pub fn seed(&self, checkpoint: &[u8]) {
+        let (state, fingerprint) =
+            match crate::store::checkpoint::parse(checkpoint, "the master's index") {
+                Ok(v) => v,
+                Err(e) => {
+                    log::warn!("replication: hot standby: {e}; replaying the files instead");
+                    return;
+                }
+            };
+        let Some(after) = state.last_applied() else {
+            return;
+        };
+        let mut g = self.lock();
+        if g.next != Position::default() || g.stats.records > 0 {
+            return;
+        }
+        log::info!("replication: hot standby seeded with the master's index (taken after {after})");
+        g.seed = Some(Seed {
+            state,
+            fingerprint,
+            after,
+        });
+    }
+
     fn reset(g: &mut Inner, why: &str) {
         log::info!("replication: hot standby index rebuilt from the files: {why}");
         g.state = State::default();
         g.next = Position::default();
         g.crc = crc32fast::Hasher::new();
         g.verify = None;
+        g.seed = None;
+        g.seed_failed = false;
         g.stats.records = 0;
         g.stats.rebuilds += 1;
     }
@@ -288,6 +334,13 @@ impl Standby {
                 .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
             let sealed = g.next.file < durable.file;
             let used = self.apply_bytes(g, &buf, sealed);
+            if g.seed_failed {
+                Self::reset(
+                    g,
+                    "the master's index does not match the replicated journal",
+                );
+                continue;
+            }
             g.crc.update(&buf[..used]);
             g.next.offset += used as u32;
             if used < buf.len() || !sealed {
@@ -328,6 +381,19 @@ impl Standby {
                             (base + at) as u32,
                             (RECORD_HEAD + body.len()) as u32,
                         );
+                        if let Some(after) = g.seed.as_ref().map(|s| s.after) {
+                            if loc < after {
+                                continue;
+                            }
+                            if let Some(seed) = g.seed.take() {
+                                if loc == after && crc32fast::hash(body) == seed.fingerprint {
+                                    g.state = seed.state;
+                                    continue;
+                                }
+                            }
+                            g.seed_failed = true;
+                            return pos;
+                        }
                         match JournalCommand::decode(body) {
                             Ok(cmd) => {
                                 g.state.apply(&cmd, loc);

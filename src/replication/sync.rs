@@ -28,6 +28,11 @@ pub const DEFAULT_CHUNK: u64 = 1 << 20;
 pub const MAX_REQUEST: u64 = 4 * DEFAULT_CHUNK;
 /// Default number of concurrent transfer sessions.
 pub const DEFAULT_SESSIONS: usize = 4;
+/// The file id of a transfer request for the master's index checkpoint (offset 0, length 0):
+/// answered with the whole file as one Range, empty when there is none (or it is too large
+/// for a frame); a joining slave seeds its hot standby with it.
+pub const INDEX_FILE_ID: u32 = u32::MAX;
+
 /// The slave's record of ranges already on its disk.
 pub const PROGRESS_FILE: &str = "replication.progress";
 
@@ -333,6 +338,29 @@ pub async fn serve_session_counted(
                     Err(e) => return Closed::Io(e.to_string()),
                 }
             }
+            (Purpose::Transfer, Message::RangeRequest { range }) if range.file == INDEX_FILE_ID => {
+                let path = master_dir.join(crate::store::checkpoint::INDEX_FILE);
+                let read = tokio::task::spawn_blocking(move || match std::fs::read(&path) {
+                    Ok(d) => Ok(d),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                    Err(e) => Err(e),
+                })
+                .await;
+                let mut data = match read {
+                    Ok(Ok(d)) => d,
+                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Err(e) => return Closed::Io(e.to_string()),
+                };
+                if data.len() as u64 > u64::from(super::frame::DEFAULT_MAX_FRAME) - (1 << 16) {
+                    data.clear();
+                }
+                Message::Range {
+                    file: INDEX_FILE_ID,
+                    offset: 0,
+                    crc: crc32fast::hash(&data),
+                    data,
+                }
+            }
             (Purpose::Transfer, Message::RangeRequest { range }) => {
                 let ok = sealed.get(&range.file).is_some_and(|len| {
                     range.length <= MAX_REQUEST
@@ -575,6 +603,34 @@ pub async fn initial_sync_with(
     files::sync_dir(dir)?;
     drop(conn);
     Ok(report)
+}
+
+/// Fetches the master's index checkpoint (empty: it has none to give).
+pub async fn fetch_index(master: &KdbrUri, me: &Identity) -> Result<Vec<u8>> {
+    let (mut conn, _) = connect(master, me, Purpose::Transfer)
+        .await
+        .map_err(|c| closed("opening a transfer session", c))?;
+    conn.send(&Message::RangeRequest {
+        range: FileRange {
+            file: INDEX_FILE_ID,
+            offset: 0,
+            length: 0,
+        },
+    })
+    .await
+    .map_err(|c| closed("requesting the index", c))?;
+    match conn.recv().await {
+        Ok(Message::Range {
+            file: INDEX_FILE_ID,
+            data,
+            ..
+        }) => Ok(data),
+        Ok(other) => Err(Error::new(
+            ErrorCode::Io,
+            format!("expected the index, got {:?}", other.kind()),
+        )),
+        Err(c) => Err(closed("receiving the index", c)),
+    }
 }
 
 async fn transfer_worker(

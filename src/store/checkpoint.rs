@@ -149,7 +149,13 @@ pub fn read(dir: &Path) -> Result<Option<(State, u32)>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(Error::io(format!("reading {}", path.display()), &e)),
     };
-    let bad = |why: &str| Error::new(ErrorCode::Corrupt, format!("{}: {why}", path.display()));
+    parse(&data, &path.display().to_string()).map(Some)
+}
+
+/// Checks and decodes the bytes of a checkpoint file (`what` names it in errors): the state
+/// and the fingerprint of its last record.
+pub fn parse(data: &[u8], what: &str) -> Result<(State, u32)> {
+    let bad = |why: &str| Error::new(ErrorCode::Corrupt, format!("{what}: {why}"));
     if data.len() < HEADER || &data[..8] != MAGIC {
         return Err(bad("not a kahadb-rs checkpoint"));
     }
@@ -173,7 +179,7 @@ pub fn read(dir: &Path) -> Result<Option<(State, u32)>> {
         return Err(bad("checksum mismatch"));
     }
     decode_state(body)
-        .map(|state| Some((state, fingerprint)))
+        .map(|state| (state, fingerprint))
         .map_err(|why| bad(&format!("malformed body: {why}")))
 }
 
