@@ -91,6 +91,15 @@
 // `preallocation`: grow data files as they are written.
 #define KAHADB_PREALLOC_NONE 2
 
+// `kahadb_node_role`: the node is stopped (neither master nor slave).
+#define KAHADB_ROLE_STOPPED 0
+
+// `kahadb_node_role`: the node is master: its store is open and it serves slaves.
+#define KAHADB_ROLE_MASTER 1
+
+// `kahadb_node_role`: the node is a slave: it copies its master's journal.
+#define KAHADB_ROLE_SLAVE 2
+
 // Destination type: a queue.
 #define KAHADB_DEST_QUEUE 0
 
@@ -138,6 +147,25 @@ typedef struct kahadb_cursor kahadb_cursor;
 
 // An open journal (opaque).
 typedef struct kahadb_journal kahadb_journal;
+
+// A replication node (opaque): one directory (journal, index, replication state) and one
+// `kdbr://host:port` address (its identity, and where it listens while master). It is
+// stopped, master or slave:
+// - master: its store is open (`kahadb_node_store`); synchronous writes return once
+//   `minimum_replicas` live slaves hold them, or fail with `KAHADB_ERR_REPLICATION_TIMEOUT`
+//   after the replication timeout (the write is on this node's disk all the same); it serves
+//   any number of slaves;
+// - slave of a master's address: it copies the master's journal (initial sync, then the live
+//   stream, reconnecting whenever the link ends) and keeps a hot standby index, so that a
+//   promotion opens the store without a replay.
+//
+// A master's epoch only grows and is kept in the directory: a node refuses to become master
+// at an epoch older than the highest it knows (`KAHADB_ERR_ILLEGAL_STATE`), and a slave
+// learns its master's epoch.
+//
+// Every `kahadb_node_*` function is thread-safe. Role changes are serialised: one waits for
+// another to finish.
+typedef struct kahadb_node kahadb_node;
 
 // An open message store (opaque): a KahaDB-compatible journal and its index in one directory,
 // safe to use from any number of threads at once.
@@ -209,6 +237,32 @@ typedef struct {
   // `deleteAllMessagesOnStartup`). Default false.
   bool delete_all;
 } kahadb_store_options;
+
+// Node options. Initialise with `kahadb_node_options_init`, then set at least `directory` and
+// `uri`. The strings are read during `kahadb_node_open` only.
+typedef struct {
+  // The node's directory (UTF-8 path; created if needed). Required (default NULL).
+  const char *directory;
+  // The node's address, `kdbr://host:port` (an IPv6 host in brackets): its identity, and
+  // where it listens while master. Required (default NULL).
+  const char *uri;
+  // The cluster name: nodes of different clusters refuse each other. NULL (the default)
+  // for "kahadb".
+  const char *cluster;
+  // Synchronous writes of a master return once this many live slaves hold them (default 0:
+  // no waiting). Changeable with `kahadb_node_set_minimum_replicas`.
+  uint32_t minimum_replicas;
+  // How long a synchronous write waits for `minimum_replicas` slaves before it fails with
+  // `KAHADB_ERR_REPLICATION_TIMEOUT`, in milliseconds (default 10000). Changeable with
+  // `kahadb_node_set_replication_timeout`.
+  uint64_t replication_timeout_ms;
+  // Concurrent transfer sessions of a slave's initial sync, 1 to 64 (default 4).
+  uint32_t transfer_sessions;
+  // The store (as `kahadb_store_options_init` sets it). The journal options must be the
+  // same on every node of a cluster, for the files to come out identical; `delete_all` is
+  // refused (`KAHADB_ERR_CONFIG`): a node's data is the cluster's.
+  kahadb_store_options store;
+} kahadb_node_options;
 
 // Which messages `kahadb_store_read` returns. Initialise with `kahadb_read_request_init`
 // (everything), then narrow it. A destination's messages are returned lane by lane (high,
@@ -380,6 +434,166 @@ int32_t kahadb_cursor_close(kahadb_cursor *cursor);
 // Fills `options` with the defaults. Does nothing if `options` is NULL.
 //
 // # Safety
+// `options` is NULL or points to writable memory for one `kahadb_node_options`.
+void kahadb_node_options_init(kahadb_node_options *options);
+
+// Opens a node, stopped: checks the options, creates the directory if needed and reads the
+// epoch the node knows. Nothing listens and no store is open until `kahadb_node_start_master`
+// or `kahadb_node_start_slave`. On success stores the handle in `*out_node`; close it with
+// `kahadb_node_close`.
+//
+// Errors: NULL_ARGUMENT (`options`, `options->directory`, `options->uri` or `out_node` NULL),
+// INVALID_ARGUMENT (a string not UTF-8, an empty directory), CONFIG (a `uri` that is not
+// `kdbr://host:port`, an empty cluster name, `transfer_sessions` not 1 to 64, bad store or
+// journal options, `store.delete_all`), CORRUPT (the directory's epoch file is damaged), IO.
+// Thread-safe.
+//
+// # Safety
+// `options` is NULL or points to an initialised `kahadb_node_options` whose strings are NULL
+// or NUL-terminated; `out_node` is NULL or points to writable memory for a pointer.
+int32_t kahadb_node_open(const kahadb_node_options *options,
+                         kahadb_node **out_node);
+
+// Stops the node (as `kahadb_node_stop`: a master's store closes) and closes the handle. The
+// handle is invalid afterwards: using it again gives CLOSED (never a crash), including a
+// second close; store handles from `kahadb_node_store` give CLOSED too (release them with
+// `kahadb_store_close`). Safe while other threads use the handle: their calls either complete
+// or fail with CLOSED.
+//
+// Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle).
+int32_t kahadb_node_close(kahadb_node *node);
+
+// Makes the node master at `epoch`, which must be at least the highest epoch it knows (see
+// `kahadb_node_epoch`): it listens on its address, opens its store (from the hot standby index
+// when it was a slave, without a replay) and serves slaves. A stale epoch or an address that
+// cannot be listened on changes nothing; a later failure (recording the epoch, opening the
+// store) leaves the node stopped.
+//
+// Errors: handle errors, ILLEGAL_STATE (already master; `epoch` older than the node knows),
+// IO (the address cannot be listened on, e.g. in use), LOCKED (the directory is open
+// elsewhere), CORRUPT, NO_SPACE.
+int32_t kahadb_node_start_master(kahadb_node *node,
+                                 uint64_t epoch);
+
+// Makes the node a slave of the master at `master_uri` (`kdbr://host:port`). A master steps
+// down first: its store closes (writes waiting for replicas fail, its store handles give
+// CLOSED). The link runs in the background and reconnects whenever it ends: this returns at
+// once; `kahadb_node_status_json` tells where it stands (`link`, `last_error`).
+//
+// Errors: handle errors, NULL_ARGUMENT (`master_uri` NULL), INVALID_ARGUMENT (not UTF-8),
+// CONFIG (not `kdbr://host:port`, or the node's own address), IO.
+//
+// # Safety
+// `master_uri` is NULL or a NUL-terminated string.
+int32_t kahadb_node_start_slave(kahadb_node *node,
+                                const char *master_uri);
+
+// Slave to master at `epoch` (see `kahadb_node_start_master`).
+//
+// Errors: as `kahadb_node_start_master`, and ILLEGAL_STATE when the node is not a slave.
+int32_t kahadb_node_promote(kahadb_node *node,
+                            uint64_t epoch);
+
+// Master to slave of `master_uri` (see `kahadb_node_start_slave`).
+//
+// Errors: as `kahadb_node_start_slave`, and ILLEGAL_STATE when the node is not master.
+//
+// # Safety
+// `master_uri` is NULL or a NUL-terminated string.
+int32_t kahadb_node_demote(kahadb_node *node,
+                           const char *master_uri);
+
+// Stops whatever the node does: a master's store closes (its store handles give CLOSED), a
+// slave's link ends. Stopping a stopped node does nothing.
+//
+// Errors: handle errors.
+int32_t kahadb_node_stop(kahadb_node *node);
+
+// The node's role, one of `KAHADB_ROLE_*`, in `*out_role`.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_role` NULL).
+//
+// # Safety
+// `out_role` is NULL or writable.
+int32_t kahadb_node_role(kahadb_node *node,
+                         int32_t *out_role);
+
+// The highest epoch the node knows (its own as master, its master's as a slave), in
+// `*out_epoch`; 0 for a new node.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_epoch` NULL).
+//
+// # Safety
+// `out_epoch` is NULL or writable.
+int32_t kahadb_node_epoch(kahadb_node *node,
+                          uint64_t *out_epoch);
+
+// The node's status as one JSON object, in a new buffer (`*out_data`, `*out_len`; free it
+// with `kahadb_buffer_free(*out_data, *out_len)`). The text is UTF-8 and NUL-terminated, so
+// it can be used as a C string; `*out_len` counts the NUL.
+//
+// Members: `role` ("stopped", "master", "slave"), `node` ("host:port"), `epoch`, `master` (a
+// slave's master, a master's own address, else null), `position` (`{"file":F,"offset":O}`: a
+// master's written journal position, a slave's durable one), `minimum_replicas`,
+// `replication_timeout_ms`, `live_slaves`, `slaves` (a master's: objects with `node`, `state`
+// ("syncing", "live", "left"), `durable` (a position or null), `lag_bytes`, `bytes_to_go`,
+// `reason` (why its session ended, or null)), `link` (a slave's: "connecting", "syncing",
+// "live", else null), `bytes_to_go` (a syncing slave's), `applied` (a slave's hot standby
+// position, else null), `last_error` (a slave's: why its link last ended, or null).
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_data`/`out_len` NULL).
+//
+// # Safety
+// `out_data` and `out_len` are NULL or writable.
+int32_t kahadb_node_status_json(kahadb_node *node,
+                                uint8_t **out_data,
+                                size_t *out_len);
+
+// Changes `minimum_replicas`. It takes effect at once, also for synchronous writes already
+// waiting, and is kept across role changes.
+//
+// Errors: handle errors.
+int32_t kahadb_node_set_minimum_replicas(kahadb_node *node,
+                                         uint32_t minimum_replicas);
+
+// Changes how long synchronous writes wait for `minimum_replicas` slaves, in milliseconds.
+// Kept across role changes.
+//
+// Errors: handle errors.
+int32_t kahadb_node_set_replication_timeout(kahadb_node *node,
+                                            uint64_t timeout_ms);
+
+// Waits up to `timeout_ms` milliseconds until the node is master with at least `count` live
+// slaves; `*out_ok` tells whether it is (false on timeout, or when the node is not master
+// then). Returns KAHADB_OK either way.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_ok` NULL).
+//
+// # Safety
+// `out_ok` is NULL or writable.
+int32_t kahadb_node_wait_live_slaves(kahadb_node *node,
+                                     uint32_t count,
+                                     uint64_t timeout_ms,
+                                     bool *out_ok);
+
+// A new handle on the master's store, in `*out_store`: every `kahadb_store_*` call works on
+// it while the node stays master. The node owns the store: `kahadb_store_close` on this
+// handle only releases the handle (the store stays open for the node and other handles).
+// Once the node stops being master (`kahadb_node_demote`, `kahadb_node_stop`,
+// `kahadb_node_close`) calls on the handle give CLOSED, also after the node becomes master
+// again (ask for a new handle then); release it with `kahadb_store_close` all the same.
+//
+// Errors: handle errors, NULL_ARGUMENT (`out_store` NULL), ILLEGAL_STATE (the node is not
+// master).
+//
+// # Safety
+// `out_store` is NULL or points to writable memory for a pointer.
+int32_t kahadb_node_store(kahadb_node *node,
+                          kahadb_store **out_store);
+
+// Fills `options` with the defaults. Does nothing if `options` is NULL.
+//
+// # Safety
 // `options` is NULL or points to writable memory for one `kahadb_store_options`.
 void kahadb_store_options_init(kahadb_store_options *options);
 
@@ -411,6 +625,10 @@ int32_t kahadb_store_open(const char *dir,
 // including a second close. Safe while other threads use the handle: their calls either
 // complete or fail with CLOSED. The handle is closed even if the final checkpoint or sync
 // fails (IO, NO_SPACE).
+//
+// A handle from `kahadb_node_store` is only released: the node owns that store and keeps it
+// open while it is master. (Once the node stops being master, calls on such a handle give
+// CLOSED; it still has to be released with this function, which then returns KAHADB_OK.)
 //
 // Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle), IO, NO_SPACE.
 int32_t kahadb_store_close(kahadb_store *store);

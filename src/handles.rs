@@ -5,15 +5,21 @@
 //! byte, so a closed handle reports `Closed`, a handle of another type or a made-up value reports
 //! `InvalidHandle`, and neither can crash the process. A call in progress keeps its `Arc`, so
 //! closing a handle while another thread uses it is safe.
+//!
+//! A store handle either owns its store or stands for the store of a replication node (see
+//! [`StoreHandle`]); both bridges reach the store through [`StoreHandle::store`] and retire the
+//! handle with [`StoreHandle::close`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use once_cell::sync::Lazy;
 
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::{Cursor, Journal};
+use crate::replication::node::Node;
+use crate::store::Store;
 
 const TAG_SHIFT: u32 = 56;
 const SERIAL_MASK: u64 = (1 << TAG_SHIFT) - 1;
@@ -97,8 +103,72 @@ impl<T> Registry<T> {
 pub static JOURNALS: Lazy<Registry<Journal>> = Lazy::new(|| Registry::new(0x4a, "journal"));
 /// Open journal cursors (a cursor is used by one caller at a time, hence the mutex).
 pub static CURSORS: Lazy<Registry<Mutex<Cursor>>> = Lazy::new(|| Registry::new(0x43, "cursor"));
-/// Open stores.
-pub static STORES: Lazy<Registry<crate::store::Store>> = Lazy::new(|| Registry::new(0x53, "store"));
+/// Open stores: opened through a bridge, or handed out by a replication node.
+pub static STORES: Lazy<Registry<StoreHandle>> = Lazy::new(|| Registry::new(0x53, "store"));
+/// Open replication nodes.
+pub static NODES: Lazy<Registry<Node>> = Lazy::new(|| Registry::new(0x4e, "node"));
+
+/// What a store handle stands for.
+pub enum StoreHandle {
+    /// A store the handle owns (opened through the C ABI or Java): closing the handle closes
+    /// the store.
+    Owned(Arc<Store>),
+    /// The store of a replication node, handed out while the node was master. The node owns
+    /// that store and closes it when it stops being master (a demote, a stop, its handle
+    /// closed); from then on the handle reports `Closed`, even if the node becomes master
+    /// again (with a new store: ask the node for a new handle). Closing the handle only
+    /// releases it. Both references are weak: the handle keeps neither the node nor a closed
+    /// store's index in memory.
+    Node {
+        node: Weak<Node>,
+        store: Weak<Store>,
+        /// The node's address, for messages.
+        uri: String,
+    },
+}
+
+impl StoreHandle {
+    /// A handle for the store `node` has now (it must be master).
+    pub fn of_node(node: &Arc<Node>) -> Result<StoreHandle> {
+        let store = node.store()?;
+        Ok(StoreHandle::Node {
+            node: Arc::downgrade(node),
+            store: Arc::downgrade(&store),
+            uri: node.uri(),
+        })
+    }
+
+    /// The store, as long as it is open: a node's store only while that node is master with
+    /// the very store this handle was issued for. A call that got the store keeps it for its
+    /// duration; if the node closes it meanwhile, the call fails as any call on a closing store
+    /// does (writes with `Closed`).
+    pub fn store(&self) -> Result<Arc<Store>> {
+        match self {
+            StoreHandle::Owned(s) => Ok(s.clone()),
+            StoreHandle::Node { node, store, uri } => {
+                let current = node.upgrade().and_then(|n| n.store().ok());
+                match current {
+                    Some(s) if std::ptr::eq(Arc::as_ptr(&s), store.as_ptr()) => Ok(s),
+                    _ => Err(Error::new(
+                        ErrorCode::Closed,
+                        format!(
+                            "the store of node {uri} has been closed: the node is no longer the master it was when this store handle was issued"
+                        ),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// Called once the handle has left [`STORES`]: closes an owned store (checkpoint, journal);
+    /// leaves a node's store to the node.
+    pub fn close(&self) -> Result<()> {
+        match self {
+            StoreHandle::Owned(s) => s.close(),
+            StoreHandle::Node { .. } => Ok(()),
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -121,5 +191,45 @@ mod tests {
         let other: Registry<u32> = Registry::new(8, "other");
         let h2 = other.insert(1);
         assert_eq!(reg.get(h2).unwrap_err().code(), ErrorCode::InvalidHandle);
+    }
+
+    #[test]
+    fn a_node_store_handle_lives_as_long_as_that_master_role() {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = crate::replication::node::NodeConfig::new(
+            dir.path(),
+            format!("kdbr://127.0.0.1:{port}"),
+        );
+        let node = Arc::new(Node::new(config).unwrap());
+        let code = |r: Result<Arc<Store>>| r.err().map(|e| e.code());
+        assert_eq!(
+            StoreHandle::of_node(&node).err().map(|e| e.code()),
+            Some(ErrorCode::IllegalState)
+        );
+        node.start_master(1).unwrap();
+        let h = StoreHandle::of_node(&node).unwrap();
+        assert!(Arc::ptr_eq(&h.store().unwrap(), &node.store().unwrap()));
+        h.close().unwrap();
+        assert!(
+            h.store().is_ok(),
+            "closing the handle leaves the store open"
+        );
+        node.stop();
+        assert_eq!(code(h.store()), Some(ErrorCode::Closed));
+        node.start_master(1).unwrap();
+        assert_eq!(
+            code(h.store()),
+            Some(ErrorCode::Closed),
+            "a new master role has a new store"
+        );
+        let h2 = StoreHandle::of_node(&node).unwrap();
+        assert!(h2.store().is_ok());
+        drop(node);
+        assert_eq!(code(h2.store()), Some(ErrorCode::Closed));
     }
 }

@@ -14,7 +14,9 @@
 
 #![allow(non_camel_case_types)]
 
+mod node;
 mod store;
+pub use node::*;
 pub use store::*;
 
 use std::cell::RefCell;

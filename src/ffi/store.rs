@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::{guard, into_c_buffer, kahadb_journal_options, null, KAHADB_OK};
 use crate::error::{Error, ErrorCode, Result};
-use crate::handles::STORES;
+use crate::handles::{StoreHandle, STORES};
 use crate::store::codec::DestinationType;
 use crate::store::ops::{ReadRequest, Removed, TxOutcome};
 use crate::store::packed;
@@ -248,7 +248,7 @@ fn store_id(s: *const kahadb_store) -> u64 {
 }
 
 fn store(s: *mut kahadb_store) -> Result<Arc<Store>> {
-    STORES.get(store_id(s))
+    STORES.get(store_id(s))?.store()
 }
 
 fn sequence(s: Option<u64>) -> i64 {
@@ -465,7 +465,7 @@ pub unsafe extern "C" fn kahadb_store_open(
                 )),
             recovery.replay.records,
         );
-        let id = STORES.insert(store);
+        let id = STORES.insert(StoreHandle::Owned(Arc::new(store)));
         // SAFETY: `out_store` is non-NULL and writable per the contract.
         unsafe { out_store.write(id as usize as *mut kahadb_store) };
         Ok(KAHADB_OK)
@@ -477,6 +477,10 @@ pub unsafe extern "C" fn kahadb_store_open(
 /// including a second close. Safe while other threads use the handle: their calls either
 /// complete or fail with CLOSED. The handle is closed even if the final checkpoint or sync
 /// fails (IO, NO_SPACE).
+///
+/// A handle from `kahadb_node_store` is only released: the node owns that store and keeps it
+/// open while it is master. (Once the node stops being master, calls on such a handle give
+/// CLOSED; it still has to be released with this function, which then returns KAHADB_OK.)
 ///
 /// Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle), IO, NO_SPACE.
 #[no_mangle]

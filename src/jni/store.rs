@@ -11,7 +11,7 @@ use jni::sys::{jboolean, jint, jlong};
 use jni::{Env, EnvUnowned};
 
 use crate::error::ErrorCode;
-use crate::handles::STORES;
+use crate::handles::{StoreHandle, STORES};
 use crate::store::codec::DestinationType;
 use crate::store::ops::{ReadRequest, Removed, TxOutcome};
 use crate::store::packed;
@@ -22,7 +22,7 @@ use super::error::{err, JniResult, ThrowKahaDb};
 use super::{check_range, journal_config, null_argument};
 
 fn store(handle: jlong) -> JniResult<std::sync::Arc<Store>> {
-    Ok(STORES.get(handle as u64)?)
+    Ok(STORES.get(handle as u64)?.store()?)
 }
 
 fn string(env: &mut Env<'_>, s: &JString<'_>, what: &str) -> JniResult<String> {
@@ -139,12 +139,13 @@ pub extern "system" fn Java_dev_kahadb_Store_open0<'local>(
                     .as_deref()
                     .map_or(String::new(), |r| format!(" (checkpoint not used: {r})")),
             );
-            Ok(STORES.insert(store) as jlong)
+            Ok(STORES.insert(StoreHandle::Owned(std::sync::Arc::new(store))) as jlong)
         })
         .resolve::<ThrowKahaDb>()
 }
 
 /// `static native void close0(long store)`: checkpoints and closes; closing twice does nothing.
+/// The handle of a node's store (`Node.store()`) is only released: the node owns that store.
 #[no_mangle]
 pub extern "system" fn Java_dev_kahadb_Store_close0<'local>(
     mut unowned_env: EnvUnowned<'local>,
@@ -154,7 +155,7 @@ pub extern "system" fn Java_dev_kahadb_Store_close0<'local>(
     unowned_env
         .with_env(|_env| -> JniResult<()> {
             match STORES.remove(handle as u64) {
-                Ok(store) => Ok(store.close()?),
+                Ok(store) => Ok(store.close()?), // only releases a node's store
                 Err(e) if e.code() == ErrorCode::Closed => Ok(()),
                 Err(e) => Err(e.into()),
             }
