@@ -38,6 +38,7 @@
 //! ```
 
 mod error;
+mod node;
 mod store;
 
 use std::path::PathBuf;

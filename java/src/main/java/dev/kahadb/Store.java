@@ -22,6 +22,9 @@ import java.util.Objects;
  * method (big-endian, as {@link java.nio.ByteBuffer} reads by default; strings as an int32 byte
  * length and UTF-8; byte arrays as an int32 length, -1 for null, and the bytes).
  * After {@link #close()} every call fails with {@link ErrorCode#CLOSED}.
+ *
+ * <p>A replication node's store ({@link Node#store()}) is this class too: the node owns it, and
+ * once the node stops being master its calls fail with {@link ErrorCode#CLOSED}.
  */
 public final class Store implements AutoCloseable {
     static {
@@ -39,11 +42,19 @@ public final class Store implements AutoCloseable {
     private final Path directory;
     private final NativeResource resource;
     private final Cleaner.Cleanable cleanable;
+    /** The {@link Node} whose store this is (kept reachable while the store is), or null. */
+    private final Node node;
 
-    private Store(Path directory, long handle) {
+    private Store(Path directory, long handle, Node node) {
         this.directory = directory;
+        this.node = node;
         this.resource = new NativeResource(handle, Store::close0, null);
         this.cleanable = NativeLibrary.CLEANER.register(this, resource);
+    }
+
+    /** Wraps a store handle issued by a node ({@link Node#store()}): closing it only releases it. */
+    static Store ofNode(Path directory, long handle, Node node) {
+        return new Store(directory, handle, Objects.requireNonNull(node, "node"));
     }
 
     /**
@@ -59,13 +70,17 @@ public final class Store implements AutoCloseable {
         long handle = open0(absolute.toString(), j.maxFileLength(), j.maxBatchSize(), j.syncStrategy().nativeValue,
                 j.syncIntervalMillis(), j.preallocation().nativeValue, opts.checkpointEvery(),
                 opts.deleteAllMessages());
-        return new Store(absolute, handle);
+        return new Store(absolute, handle, null);
     }
 
     public Path directory() {
         return directory;
     }
 
+    /**
+     * Whether {@link #close()} was called. (The store of a node that is no longer master is not
+     * closed in this sense, but its calls fail with {@link ErrorCode#CLOSED}.)
+     */
     public boolean isClosed() {
         return resource.isClosed();
     }
@@ -326,7 +341,11 @@ public final class Store implements AutoCloseable {
         }
     }
 
-    /** Checkpoints and closes. Calling it again does nothing. */
+    /**
+     * Checkpoints and closes. Calling it again does nothing. A replication node's store
+     * ({@link Node#store()}) is only released: the node owns it and keeps it open while it is
+     * master.
+     */
     @Override
     public synchronized void close() throws KahaDBException {
         if (resource.isClosed()) {
@@ -341,7 +360,7 @@ public final class Store implements AutoCloseable {
 
     @Override
     public String toString() {
-        return "Store[" + directory + (isClosed() ? ", closed]" : "]");
+        return "Store[" + directory + (node != null ? ", of " + node.uri() : "") + (isClosed() ? ", closed]" : "]");
     }
 
     private static native long open0(String dir, int maxFileLength, int maxBatchSize, int syncStrategy,
