@@ -5,7 +5,7 @@
  * every message back), the old master rejoining as a slave, a demotion and a second failover,
  * and every documented misuse.
  * Built by `make test` with gcc -Wall -Wextra -Werror against include/kahadb.h.
- * Usage: node_test <scratch directory>
+ * Usage: node_test <scratch directory> (fresh: node directories keep their epoch across runs)
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
