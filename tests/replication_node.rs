@@ -278,3 +278,88 @@ fn too_few_slaves_time_out_and_bad_requests_are_refused() {
     let bad = NodeConfig::new(d.path(), "kdbr://nohost");
     assert_eq!(Node::new(bad).err().unwrap().code(), ErrorCode::Config);
 }
+
+/// The standby on its own over a finished journal: large files applied in steps (a 9 MiB
+/// message among them), with and without a seed from the master's index (a wrong seed falls
+/// back to a replay); every way ends with the store's own answer and nothing left to replay.
+#[test]
+fn the_standby_matches_the_store_with_a_seed_a_bad_seed_or_none() {
+    use kahadb::replication::standby::Standby;
+    use kahadb::replication::Position;
+    use std::sync::Arc;
+    let d = tempfile::tempdir().unwrap();
+    let cfg = StoreConfig {
+        checkpoint_every: 1000,
+        ..StoreConfig::default()
+    };
+    let (store, _) = Store::open(d.path(), cfg).unwrap();
+    for i in 0..3000 {
+        store
+            .add_message(
+                &queue(),
+                &format!("p:{i}"),
+                4,
+                false,
+                vec![5u8; 4096],
+                false,
+            )
+            .unwrap();
+    }
+    store
+        .add_message(&queue(), "big", 4, false, vec![6u8; 9 << 20], false)
+        .unwrap();
+    for i in 0..1200 {
+        store
+            .remove_message(&queue(), &format!("p:{i}"), false)
+            .unwrap();
+    }
+    for i in 3000..3100 {
+        store
+            .add_message(&queue(), &format!("p:{i}"), 4, false, vec![5u8; 4096], true)
+            .unwrap();
+    }
+    let expected = ids(&store);
+    let w = store.journal().written_position();
+    let end = Position {
+        file: w.file_id,
+        offset: w.offset,
+    };
+    store.close().unwrap();
+    drop(store);
+    let checkpoint = std::fs::read(d.path().join("kahadb-rs.index")).unwrap();
+    let mut wrong = checkpoint.clone();
+    wrong[24] ^= 0xff; // the fingerprint of the record it was taken after
+    for (name, seed) in [
+        ("no seed", None),
+        ("the index", Some(&checkpoint)),
+        ("a wrong fingerprint", Some(&wrong)),
+    ] {
+        let sb = Arc::new(Standby::new(d.path()));
+        if let Some(seed) = seed {
+            sb.seed(seed);
+        }
+        sb.durable(end);
+        let applier = sb.spawn().unwrap();
+        wait_until(
+            "the standby to apply everything",
+            Duration::from_secs(60),
+            || sb.applied() == end,
+        );
+        sb.stop();
+        applier.join().unwrap();
+        let stats = sb.stats();
+        let state = sb.take(end).unwrap();
+        let (store, rec) = Store::open_with_state(d.path(), cfg, state).unwrap();
+        println!(
+            "{name}: {stats:?}, replayed at open: {}",
+            rec.replay.records
+        );
+        assert_eq!(rec.replay.records, 0, "{name}: nothing left to replay");
+        assert!(ids(&store) == expected, "{name}: same messages, same order");
+        match name {
+            "the index" => assert!(stats.records < 1000, "{name}: started from the index"),
+            _ => assert!(stats.records >= 4300, "{name}: replayed every record"),
+        }
+        store.close().unwrap();
+    }
+}

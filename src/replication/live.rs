@@ -1096,9 +1096,10 @@ pub async fn follow_with(
             }
             Err(e) => return Closed::Io(e.to_string()),
         };
+        // On disk: known locally before the master hears of it.
+        link.set_durable(durable);
         if let Err(c) = conn.send(&Message::Ack { durable }).await {
             return c;
         }
-        link.set_durable(durable);
     }
 }

@@ -554,7 +554,7 @@ impl Node {
                 if state == LinkState::Syncing {
                     st.bytes_to_go = s.link.sync.counters.to_fetch.load(Ordering::Relaxed);
                 }
-                st.applied = Some(s.standby.stats().applied);
+                st.applied = Some(s.standby.applied());
                 st.last_error = s.link.last_error();
             }
         }

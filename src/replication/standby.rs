@@ -48,10 +48,6 @@ struct Inner {
     /// After a cut: the bytes of this file before this offset must come back with this CRC.
     verify: Option<(u32, u32, u32)>,
     stats: StandbyStats,
-    /// The durable position the applier works toward, and files to delete once past them.
-    target: Position,
-    removals: BTreeSet<u32>,
-    stop: bool,
     /// The master's index, waiting for the scan to reach the record it was taken after.
     seed: Option<Seed>,
     seed_failed: bool,
@@ -63,11 +59,30 @@ struct Seed {
     after: Location,
 }
 
+/// What the replication side tells the applier (a lock of its own, never held long: the
+/// stream's tasks take it on every ack).
+#[derive(Default)]
+struct Signals {
+    /// The durable position the applier works toward.
+    target: Position,
+    /// The target of the last pass that could not reach it (a batch not complete yet).
+    tried: Position,
+    /// Files the master deleted, deleted here once the index is past them.
+    removals: BTreeSet<u32>,
+    stop: bool,
+}
+
+/// At most this many bytes are applied per hold of the index lock.
+const STEP: usize = 8 << 20;
+
 /// A hot standby index over a slave's replicated journal directory.
 pub struct Standby {
     dir: PathBuf,
     inner: Mutex<Inner>,
+    signals: Mutex<Signals>,
     wake: Condvar,
+    /// `next`, packed (file << 32 | offset), readable without the index lock.
+    applied: std::sync::atomic::AtomicU64,
 }
 
 impl Standby {
@@ -80,14 +95,30 @@ impl Standby {
                 crc: crc32fast::Hasher::new(),
                 verify: None,
                 stats: StandbyStats::default(),
-                target: Position::default(),
-                removals: BTreeSet::new(),
-                stop: false,
                 seed: None,
                 seed_failed: false,
             }),
+            signals: Mutex::default(),
             wake: Condvar::new(),
+            applied: std::sync::atomic::AtomicU64::new(0),
         }
+    }
+
+    fn signals(&self) -> MutexGuard<'_, Signals> {
+        self.signals.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn applied_pos(&self) -> Position {
+        let v = self.applied.load(std::sync::atomic::Ordering::Acquire);
+        Position {
+            file: (v >> 32) as u32,
+            offset: v as u32,
+        }
+    }
+
+    fn publish(&self, g: &Inner) {
+        let v = (u64::from(g.next.file) << 32) | u64::from(g.next.offset);
+        self.applied.store(v, std::sync::atomic::Ordering::Release);
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -95,6 +126,12 @@ impl Standby {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where the standby stands (without waiting for the applier).
+    pub fn applied(&self) -> Position {
+        self.applied_pos()
+    }
+
+    /// Counters (waits for the applier's current step).
     pub fn stats(&self) -> StandbyStats {
         let g = self.lock();
         let mut s = g.stats;
@@ -123,6 +160,8 @@ impl Standby {
         }
         if reset {
             Self::reset(&mut g, "the sync plan replaces data files it had applied");
+            self.publish(&g);
+            self.signals().tried = Position::default();
         } else {
             let gone: BTreeSet<u32> = delete.iter().copied().filter(|f| *f < next.file).collect();
             if !gone.is_empty() {
@@ -178,7 +217,7 @@ impl Standby {
 
     /// Everything before `durable` is on disk: the applier may go up to it.
     pub fn durable(&self, durable: Position) {
-        let mut g = self.lock();
+        let mut g = self.signals();
         if durable > g.target {
             g.target = durable;
         }
@@ -188,14 +227,14 @@ impl Standby {
 
     /// The master deleted these files (its GC): they go once the index is past them.
     pub fn remove_files(&self, files: &[u32]) {
-        self.lock().removals.extend(files.iter().copied());
+        self.signals().removals.extend(files.iter().copied());
         self.wake.notify_all();
     }
 
     /// Starts the applier thread; it runs until [`Standby::stop`].
     pub fn spawn(self: &Arc<Self>) -> Result<JoinHandle<()>> {
         let me = self.clone();
-        self.lock().stop = false;
+        self.signals().stop = false;
         std::thread::Builder::new()
             .name("kahadb-standby".into())
             .spawn(move || me.run())
@@ -204,24 +243,30 @@ impl Standby {
 
     /// Stops the applier thread (it finishes the step it is on).
     pub fn stop(&self) {
-        self.lock().stop = true;
+        self.signals().stop = true;
         self.wake.notify_all();
     }
 
     fn run(&self) {
         loop {
             {
-                let mut g = self.lock();
-                while !g.stop && g.target <= g.next && !self.removable(&g) {
+                let mut g = self.signals();
+                loop {
+                    if g.stop {
+                        return;
+                    }
+                    let at = self.applied_pos();
+                    let work = (g.target > at && g.target != g.tried)
+                        || g.removals.iter().any(|f| *f < at.file);
+                    if work {
+                        break;
+                    }
                     g = self.wake.wait(g).unwrap_or_else(|p| p.into_inner());
-                }
-                if g.stop {
-                    return;
                 }
             }
             if let Err(e) = self.catch_up() {
                 log::warn!("replication: hot standby: {e}");
-                let g = self.lock();
+                let g = self.signals();
                 // Wait for news rather than spin on the same error.
                 let _ = self
                     .wake
@@ -231,26 +276,31 @@ impl Standby {
         }
     }
 
-    fn removable(&self, g: &Inner) -> bool {
-        g.removals.iter().any(|f| *f < g.next.file)
-    }
-
-    /// Applies every complete batch before the durable target, then deletes the files the
+    /// One step toward the durable target (at most `STEP` bytes), then deletes the files the
     /// master deleted that the index is past.
     pub fn catch_up(&self) -> Result<()> {
+        let target = self.signals().target;
         let mut g = self.lock();
-        let target = g.target;
-        self.advance(&mut g, target)?;
-        let gone: Vec<u32> = g
-            .removals
-            .iter()
-            .copied()
-            .filter(|f| *f < g.next.file)
-            .collect();
-        if !gone.is_empty() {
+        let more = self.advance(&mut g, target, STEP)?;
+        self.publish(&g);
+        let next = g.next;
+        if !more {
+            self.signals().tried = target;
+        }
+        let gone: Vec<u32> = {
+            let mut sig = self.signals();
+            let gone: Vec<u32> = sig
+                .removals
+                .iter()
+                .copied()
+                .filter(|f| *f < next.file)
+                .collect();
             for f in &gone {
-                g.removals.remove(f);
+                sig.removals.remove(f);
             }
+            gone
+        };
+        if !gone.is_empty() {
             let set: BTreeSet<u32> = gone.iter().copied().collect();
             g.state.forget_files(|f| set.contains(&f));
             drop(g);
@@ -271,20 +321,27 @@ impl Standby {
     /// the applier stopped) and hands the index over.
     pub fn take(&self, durable: Position) -> Result<State> {
         let mut g = self.lock();
-        self.advance(&mut g, durable)?;
+        while self.advance(&mut g, durable, usize::MAX)? {}
         let state = std::mem::take(&mut g.state);
         g.next = Position::default();
         g.crc = crc32fast::Hasher::new();
         g.verify = None;
         g.stats.records = 0;
+        self.publish(&g);
         Ok(state)
     }
 
-    fn advance(&self, g: &mut Inner, durable: Position) -> Result<()> {
+    /// Applies complete batches before `durable`, reading at most about `budget` bytes; true
+    /// when it stopped for the budget (more can be applied now).
+    fn advance(&self, g: &mut Inner, durable: Position, budget: usize) -> Result<bool> {
+        let mut spent = 0usize;
         loop {
+            if spent >= budget {
+                return Ok(true);
+            }
             if let Some((file, upto, crc)) = g.verify {
                 if durable < (Position { file, offset: upto }) {
-                    return Ok(());
+                    return Ok(false);
                 }
                 let same = self.crc_of(file, upto).map(|c| c == crc).unwrap_or(false);
                 g.verify = None;
@@ -294,7 +351,7 @@ impl Standby {
                 continue;
             }
             if g.next >= durable {
-                return Ok(());
+                return Ok(false);
             }
             let path = files::data_file_path(&self.dir, g.next.file);
             let f = match File::open(&path) {
@@ -308,7 +365,7 @@ impl Standby {
                             Self::next_file(g, id);
                             continue;
                         }
-                        _ => return Ok(()),
+                        _ => return Ok(false),
                     }
                 }
                 Err(e) => return Err(Error::io(format!("opening {}", path.display()), &e)),
@@ -327,13 +384,25 @@ impl Standby {
                     Self::next_file(g, g.next.file + 1);
                     continue;
                 }
-                return Ok(());
+                return Ok(false);
             }
-            let mut buf = vec![0u8; (limit - start) as usize];
-            f.read_exact_at(&mut buf, start)
-                .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
-            let sealed = g.next.file < durable.file;
-            let used = self.apply_bytes(g, &buf, sealed);
+            // A step reads at most STEP bytes, unless one batch is larger.
+            let mut end = limit.min(start + STEP as u64);
+            let (buf, used) = loop {
+                let mut buf = vec![0u8; (end - start) as usize];
+                f.read_exact_at(&mut buf, start)
+                    .map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
+                // Bytes cut by the step's end are not garbage: only a whole sealed rest is.
+                let sealed = g.next.file < durable.file && end == limit;
+                let used = self.apply_bytes(g, &buf, sealed);
+                if used == 0 && end < limit && !g.seed_failed {
+                    end = limit;
+                    continue;
+                }
+                break (buf, used);
+            };
+            spent += used.max(1);
+            let sealed = g.next.file < durable.file && end == limit;
             if g.seed_failed {
                 Self::reset(
                     g,
@@ -349,7 +418,10 @@ impl Standby {
                     Self::next_file(g, g.next.file + 1);
                     continue;
                 }
-                return Ok(());
+                if end < limit && used > 0 {
+                    continue; // the next step of this file
+                }
+                return Ok(false);
             }
         }
     }
