@@ -89,9 +89,7 @@ pub async fn serve_master(
             Ok(m) => Closed::Protocol(format!("unexpected {:?} after a sync plan", m.kind())),
         };
     }
-    let why = serve_stream(conn, node.clone(), dir, feed, slaves.clone()).await;
-    slaves.departed(&node, &why);
-    why
+    serve_stream(conn, node, dir, feed, slaves).await
 }
 
 /// A slave's whole life with a master: initial sync (repeated until the master's plan asks for
@@ -924,8 +922,10 @@ pub async fn serve_stream(
         r = &mut acks => r.unwrap_or_else(|e| Closed::Io(e.to_string())),
     };
     // A slave that is gone no longer counts toward minimumReplicas (unless a newer session of
-    // the same node took over meanwhile).
+    // the same node took over meanwhile). Only sessions that went live are reported as left:
+    // a plan-only connection of a joining slave ends before.
     slaves.remove(&node, session);
+    slaves.departed(&node, &why);
     why
 }
 

@@ -298,11 +298,7 @@ impl Node {
     }
 
     pub fn role(&self) -> Role {
-        match &*self.lock() {
-            RoleState::Stopped => Role::Stopped,
-            RoleState::Master(_) => Role::Master,
-            RoleState::Slave(_) => Role::Slave,
-        }
+        role_of(&self.lock())
     }
 
     /// Becomes master at `epoch` (at least the highest this node knows): opens the store
@@ -310,7 +306,28 @@ impl Node {
     /// address. Fails without changing anything if the address cannot be listened on or the
     /// epoch is stale.
     pub fn start_master(&self, epoch: u64) -> Result<()> {
+        self.become_master(epoch, None)
+    }
+
+    /// [`Node::start_master`], only from `from` when given (checked under the same lock as
+    /// the change).
+    fn become_master(&self, epoch: u64, from: Option<Role>) -> Result<()> {
         let mut role = self.lock();
+        if let Some(from) = from {
+            let now = role_of(&role);
+            if now != from {
+                return Err(Error::new(
+                    ErrorCode::IllegalState,
+                    format!(
+                        "{} is {}, not {}: only a {} is promoted",
+                        self.me.node,
+                        now.name(),
+                        from.name(),
+                        from.name()
+                    ),
+                ));
+            }
+        }
         if matches!(&*role, RoleState::Master(_)) {
             return Err(Error::new(
                 ErrorCode::IllegalState,
@@ -331,8 +348,6 @@ impl Node {
             RoleState::Slave(s) => Some(self.stop_slave(s)),
             _ => None,
         };
-        write_epoch(&self.config.directory, epoch)?;
-        self.me.epoch.fetch_max(epoch, Ordering::SeqCst);
         let dir = self.config.directory.clone();
         let opened = match standby {
             Some(Ok(state)) => Store::open_with_state(&dir, self.config.store, state),
@@ -349,6 +364,13 @@ impl Node {
             store.checkpoint_only()?;
         }
         *self.recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(recovery);
+        // The epoch is on disk before any slave is served (a store that failed to open leaves
+        // it as it was).
+        if let Err(e) = write_epoch(&self.config.directory, epoch) {
+            let _ = store.close();
+            return Err(e);
+        }
+        self.me.epoch.fetch_max(epoch, Ordering::SeqCst);
         let store = Arc::new(store);
         let slaves = Arc::new(Slaves::new(
             self.min.load(Ordering::SeqCst),
@@ -394,6 +416,10 @@ impl Node {
     /// first (its store closes; writes waiting for replicas fail). The link runs in the
     /// background and reconnects whenever it ends; [`Node::status`] tells where it stands.
     pub fn start_slave(&self, master: &str) -> Result<()> {
+        self.become_slave(master, None)
+    }
+
+    fn become_slave(&self, master: &str, from: Option<Role>) -> Result<()> {
         let master = KdbrUri::parse(master)?;
         if master == self.uri {
             return Err(Error::new(
@@ -402,6 +428,21 @@ impl Node {
             ));
         }
         let mut role = self.lock();
+        if let Some(from) = from {
+            let now = role_of(&role);
+            if now != from {
+                return Err(Error::new(
+                    ErrorCode::IllegalState,
+                    format!(
+                        "{} is {}, not {}: only a {} is demoted",
+                        self.me.node,
+                        now.name(),
+                        from.name(),
+                        from.name()
+                    ),
+                ));
+            }
+        }
         let previous = std::mem::replace(&mut *role, RoleState::Stopped);
         let standby = match previous {
             RoleState::Master(m) => {
@@ -454,24 +495,12 @@ impl Node {
 
     /// Slave → master at `epoch` (see [`Node::start_master`]).
     pub fn promote(&self, epoch: u64) -> Result<()> {
-        if self.role() != Role::Slave {
-            return Err(Error::new(
-                ErrorCode::IllegalState,
-                format!("{} is not a slave: only a slave is promoted", self.me.node),
-            ));
-        }
-        self.start_master(epoch)
+        self.become_master(epoch, Some(Role::Slave))
     }
 
     /// Master → slave of `master` (see [`Node::start_slave`]).
     pub fn demote(&self, master: &str) -> Result<()> {
-        if self.role() != Role::Master {
-            return Err(Error::new(
-                ErrorCode::IllegalState,
-                format!("{} is not master: only a master is demoted", self.me.node),
-            ));
-        }
-        self.start_slave(master)
+        self.become_slave(master, Some(Role::Master))
     }
 
     /// Stops whatever the node does (a master's store closes).
@@ -651,6 +680,14 @@ impl Node {
 impl Drop for Node {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+fn role_of(state: &RoleState) -> Role {
+    match state {
+        RoleState::Stopped => Role::Stopped,
+        RoleState::Master(_) => Role::Master,
+        RoleState::Slave(_) => Role::Slave,
     }
 }
 
