@@ -15,7 +15,7 @@ CFLAGS_TEST := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -I$(ROOT)/inc
 export KAHADB_CHECK_HEADER ?= 1
 
 .PHONY: all build run demo broker-jar test test-rust test-c test-java lint fmt-check clippy java \
-        bench bench-journal bench-broker deps clean
+        bench bench-journal bench-broker bench-replication deps clean
 
 all: build
 
@@ -74,13 +74,16 @@ java: build
 test-java: build
 	cd java && $(MVN) verify -Dkahadb.native.dir=$(NATIVE_DIR)
 
-bench: bench-journal bench-broker
+bench: bench-journal bench-broker bench-replication
 
 bench-journal: deps build
 	@bash bench/journal.sh
 
 bench-broker: deps build
 	@bash bench/broker.sh
+
+bench-replication: deps build
+	@bash bench/replication.sh
 
 clean:
 	$(CARGO) clean
