@@ -40,8 +40,10 @@ import org.apache.activemq.util.ServiceSupport;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
+import dev.kahadb.ErrorCode;
 import dev.kahadb.JournalOptions;
 import dev.kahadb.KahaDBException;
+import dev.kahadb.Node;
 import dev.kahadb.Store;
 import dev.kahadb.StoreOptions;
 
@@ -98,6 +100,8 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
     private volatile boolean deleteAllMessages;
 
     private volatile Store store;
+    /** When set: the replication node whose store this adapter runs on. */
+    private volatile Node node;
     private final WireFormats wireFormats = new WireFormats(OpenWireFormat.DEFAULT_STORE_VERSION);
     private final RsTransactionStore transactionStore = new RsTransactionStore(this);
     /** One (proxied) store per destination, as the broker requires (T20). */
@@ -298,6 +302,21 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
         return deleteAllMessages;
     }
 
+    /**
+     * Runs this adapter on the store of a replication node, which must be master when the broker
+     * starts: synchronous writes then wait for the node's {@code minimumReplicas} slaves. The
+     * node's directory and journal options apply (this adapter's are ignored); the node stays
+     * open when the adapter stops. A send that times out waiting for replicas fails
+     * ({@link ErrorCode#REPLICATION_TIMEOUT}) without stopping the broker.
+     */
+    public void setNode(Node node) {
+        this.node = node;
+    }
+
+    public Node getNode() {
+        return node;
+    }
+
     /** Deletes every stored message when the adapter starts (the broker calls it before {@code start()}). */
     @Override
     public void deleteAllMessages() throws IOException {
@@ -309,6 +328,17 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
 
     @Override
     protected void doStart() throws Exception {
+        Node n = node;
+        if (n != null) {
+            if (deleteAllMessages) {
+                throw new IOException("deleteAllMessagesOnStartup cannot be used with a replicated store: "
+                        + "a node's data is the cluster's");
+            }
+            LOG.info("Using the replicated kahadb-rs store of node {} in {}", n.uri(), n.directory());
+            store = n.store();
+            startOn(n.directory().toFile());
+            return;
+        }
         File dir = getDirectory();
         JournalOptions journal = new JournalOptions()
                 .maxFileLength(journalMaxFileLength)
@@ -325,6 +355,11 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
         LOG.info("Opening kahadb-rs store in {}{}", dir, deleteAllMessages ? " (deleting all messages)" : "");
         store = Store.open(dir.toPath(), options);
         deleteAllMessages = false;
+        startOn(dir);
+    }
+
+    /** The rest of the start, once the store is open. */
+    private void startOn(File dir) throws Exception {
         configureOpenWireVersion(dir.toPath());
         lastSize = store.diskUsage();
         changes.set(0);
@@ -458,6 +493,14 @@ public class KahaRsPersistenceAdapter extends ServiceSupport
      * handler decides whether to stop) and returns it for throwing.
      */
     IOException failure(IOException e) {
+        if (e instanceof KahaDBException k
+                && (k.getErrorCode() == ErrorCode.REPLICATION_TIMEOUT
+                        || k.getErrorCode() == ErrorCode.ILLEGAL_STATE)) {
+            // Not a store failure: too few replicas (the write is on this node's disk but not
+            // acknowledged), or this node stopped being master. The send fails; the broker
+            // stays up (its IOException handler would stop it).
+            return e;
+        }
         if (brokerService != null) {
             try {
                 brokerService.handleIOException(e);
