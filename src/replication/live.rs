@@ -957,6 +957,34 @@ impl ReplicaWriter {
 
     /// Writes `data` at `at`, durably. Returns the position after it.
     pub fn write(&mut self, at: Position, data: &[u8]) -> Result<Position> {
+        self.write_all(&[(at, data)])
+    }
+
+    /// Writes every batch at its position, with one fdatasync per file touched (group commit:
+    /// the batches that arrived while the previous group was being synced). Returns the position
+    /// after the last.
+    pub fn write_all(&mut self, batches: &[(Position, &[u8])]) -> Result<Position> {
+        let mut end = Position::default();
+        let mut touched: Vec<u32> = Vec::new();
+        for (i, (at, data)) in batches.iter().enumerate() {
+            // The end-of-file marker only after the last batch of each file.
+            let last_in_file = batches.get(i + 1).is_none_or(|(n, _)| n.file != at.file);
+            end = self.put(*at, data, last_in_file)?;
+            if !touched.contains(&at.file) {
+                touched.push(at.file);
+            }
+        }
+        for file in touched {
+            if let Some(f) = self.open.get(&file) {
+                f.sync_data().map_err(|e| {
+                    Error::io(format!("syncing replicated bytes of db-{file}.log"), &e)
+                })?;
+            }
+        }
+        Ok(end)
+    }
+
+    fn put(&mut self, at: Position, data: &[u8], marker: bool) -> Result<Position> {
         let end = u64::from(at.offset) + data.len() as u64;
         if end > u64::from(self.max_file_length) {
             return Err(Error::new(
@@ -974,7 +1002,12 @@ impl ReplicaWriter {
             // Older files are complete once a newer one starts.
             let older: Vec<u32> = self.open.keys().copied().filter(|f| *f < at.file).collect();
             for f in older {
-                self.open.remove(&f);
+                // Made durable before its handle goes (a group may end in a newer file).
+                if let Some(h) = self.open.remove(&f) {
+                    h.sync_data().map_err(|e| {
+                        Error::io(format!("syncing replicated bytes of db-{f}.log"), &e)
+                    })?;
+                }
             }
             let path = files::data_file_path(&self.dir, at.file);
             let f = OpenOptions::new()
@@ -1004,11 +1037,10 @@ impl ReplicaWriter {
         let what = || format!("writing replicated bytes to db-{}.log", at.file);
         f.write_all_at(data, u64::from(at.offset))
             .map_err(|e| Error::io(what(), &e))?;
-        if end + EOF_RECORD.len() as u64 <= u64::from(self.max_file_length) {
+        if marker && end + EOF_RECORD.len() as u64 <= u64::from(self.max_file_length) {
             f.write_all_at(&EOF_RECORD, end)
                 .map_err(|e| Error::io(what(), &e))?;
         }
-        f.sync_data().map_err(|e| Error::io(what(), &e))?;
         Ok(Position {
             file: at.file,
             offset: end as u32,
@@ -1025,6 +1057,20 @@ pub async fn follow(conn: Conn, writer: ReplicaWriter, start: Position) -> Close
         epoch: Arc::new(AtomicU64::new(0)),
     };
     follow_with(conn, writer, start, &me, &SlaveLink::default()).await
+}
+
+/// The most bytes a slave writes under one fdatasync.
+const GROUP_BYTES: usize = 16 << 20;
+
+fn remove_files(writer: &Arc<Mutex<ReplicaWriter>>, link: &SlaveLink, files: Vec<u32>) {
+    if let Some(sb) = &link.sync.standby {
+        sb.remove_files(&files);
+    } else {
+        let dir = writer.lock().unwrap_or_else(|p| p.into_inner()).dir.clone();
+        for f in files {
+            let _ = std::fs::remove_file(files::data_file_path(&dir, f));
+        }
+    }
 }
 
 /// [`follow`], reporting to `link` (durable position, hot standby) and fenced by `me`'s epoch:
@@ -1055,7 +1101,7 @@ pub async fn follow_with(
             conn.reject(&reason).await;
             return Closed::Protocol(reason);
         }
-        let (at, data) = match m {
+        let first = match m {
             Ok(Message::Batch { at, data }) => (at, data),
             Ok(Message::Heartbeat) => {
                 if let Err(c) = conn.send(&Message::Heartbeat).await {
@@ -1064,14 +1110,7 @@ pub async fn follow_with(
                 continue;
             }
             Ok(Message::Remove { files }) => {
-                if let Some(sb) = &link.sync.standby {
-                    sb.remove_files(&files);
-                } else {
-                    let dir = writer.lock().unwrap_or_else(|p| p.into_inner()).dir.clone();
-                    for f in files {
-                        let _ = std::fs::remove_file(files::data_file_path(&dir, f));
-                    }
-                }
+                remove_files(&writer, link, files);
                 continue;
             }
             Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
@@ -1080,10 +1119,38 @@ pub async fn follow_with(
             }
             Err(c) => return c,
         };
+        // Group commit: every batch that has already arrived is written with this one and
+        // covered by one fdatasync and one ack.
+        let mut group = vec![first];
+        let mut bytes = group[0].1.len();
+        let mut removals = Vec::new();
+        while bytes < GROUP_BYTES {
+            match conn.recv_ready() {
+                Ok(Some(Message::Batch { at, data })) => {
+                    bytes += data.len();
+                    group.push((at, data));
+                }
+                Ok(Some(Message::Heartbeat)) => {}
+                Ok(Some(Message::Remove { files })) => removals.push(files),
+                Ok(Some(Message::Reject { reason })) => return Closed::Rejected(reason),
+                Ok(Some(other)) => {
+                    return Closed::Protocol(format!(
+                        "unexpected {:?} from the master",
+                        other.kind()
+                    ))
+                }
+                Ok(None) => break,
+                Err(c) => return c,
+            }
+        }
         let (w, gate) = (writer.clone(), link.gate.clone());
         let done = tokio::task::spawn_blocking(move || {
             let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
-            w.lock().unwrap_or_else(|p| p.into_inner()).write(at, &data)
+            let batches: Vec<(Position, &[u8])> =
+                group.iter().map(|(at, d)| (*at, d.as_slice())).collect();
+            w.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .write_all(&batches)
         })
         .await;
         let durable = match done {
@@ -1096,6 +1163,9 @@ pub async fn follow_with(
             }
             Err(e) => return Closed::Io(e.to_string()),
         };
+        for files in removals {
+            remove_files(&writer, link, files);
+        }
         // On disk: known locally before the master hears of it.
         link.set_durable(durable);
         if let Err(c) = conn.send(&Message::Ack { durable }).await {

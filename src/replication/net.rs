@@ -140,6 +140,33 @@ impl Conn {
         recv_from(&mut self.stream, &mut self.decoder, &mut self.peer_epoch).await
     }
 
+    /// A message that has already arrived (buffered, or readable without waiting), if any.
+    pub fn recv_ready(&mut self) -> std::result::Result<Option<Message>, Closed> {
+        let mut buf = [0u8; 64 * 1024];
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => {
+                    if frame.epoch < self.peer_epoch {
+                        return Err(Closed::Protocol(format!(
+                            "a frame of epoch {} after epoch {}",
+                            frame.epoch, self.peer_epoch
+                        )));
+                    }
+                    self.peer_epoch = frame.epoch;
+                    return Message::decode(&frame).map(Some).map_err(Closed::Frame);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(Closed::Frame(e)),
+            }
+            match self.stream.try_read(&mut buf) {
+                Ok(0) => return Err(Closed::Eof),
+                Ok(n) => self.decoder.push(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) => return Err(Closed::Io(e.to_string())),
+            }
+        }
+    }
+
     /// Splits the connection so that one task can read while another writes.
     pub fn into_split(self) -> (ConnReader, ConnWriter) {
         let (read, write) = self.stream.into_split();
