@@ -34,12 +34,19 @@ import org.junit.jupiter.api.Test;
  */
 class CrashTest {
 
+    /** A free loopback port for the broker's replication node (the main job's default store). */
+    private static int replicationPort() throws Exception {
+        try (ServerSocket s = new ServerSocket(0)) {
+            return s.getLocalPort();
+        }
+    }
+
     private static Process startBroker(Path data, int port) throws Exception {
         String cp = System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
         String java = System.getProperty("java.home") + File.separator + "bin" + File.separator + "java";
         ProcessBuilder pb = new ProcessBuilder(java, "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
                 "-cp", cp, Main.class.getName(), "--uri", "tcp://127.0.0.1:" + port, "--data", data.toString(),
-                "--name", "crash");
+                "--name", "crash", "--replication", "kdbr://127.0.0.1:" + replicationPort());
         pb.redirectErrorStream(true);
         Process p = pb.start();
         BufferedReader r = new BufferedReader(new InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8));
