@@ -22,6 +22,13 @@
 //!   `slave_file_size_limit_leaves_with_reason` (any user: RLIMIT_FSIZE): a slave that cannot
 //!   write leaves the master's in-sync set with the write failure as its reason, shows the error
 //!   in its own status, and the master goes on (minimumReplicas 0) or times out (1).
+//! - `failover_old_master_rejoins_and_converges`: the master dies with writes its partitioned
+//!   slave never got; the promoted slave writes on; the old master rejoins as its slave, its
+//!   divergent tail is cut, and it ends byte-identical with the new master's ids.
+//! - `slave_killed_repeatedly_converges`: a slave killed twelve times at random moments
+//!   (initial sync, catch-up, live) under load ends byte-identical with the master's ids.
+//! - `master_killed_and_restarted_slave_follows`: the master killed under asynchronous load and
+//!   restarted four times; its slave follows it and ends byte-identical with its ids.
 
 use std::collections::BTreeSet;
 use std::fs::{self, File, OpenOptions};
@@ -1238,4 +1245,163 @@ fn slave_file_size_limit_leaves_with_reason() {
     ss.fsize_limit = Some(8 * MIB);
     slave_that_cannot_write_leaves(base.path(), &ms, &ss, "File too large");
     println!("f (RLIMIT_FSIZE): done in {:.1?}", t0.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// g. Failover: the master dies with writes its slave never got (the link was partitioned); the
+// promoted slave writes on; the old master rejoins as its slave and converges: its divergent
+// tail is cut, and it ends byte-identical with the new master's ids.
+
+#[test]
+fn failover_old_master_rejoins_and_converges() {
+    let t0 = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    let flags = ["--file-length", "1048576"];
+    let a = NodeSpec::new(base.path(), "a", &flags);
+    let b = NodeSpec::new(base.path(), "b", &flags);
+    let mut na = a.master(1);
+    let mut proxy = ProxyProc::start(a.port);
+    let mut nb = b.slave_of(&proxy.uri());
+    na.ok("wait-live 1 30000");
+    na.ok("write q 500 4096 sync");
+    wait_caught_up(&mut na, 1, Duration::from_secs(30));
+    // Partitioned: what the master writes now (minimumReplicas 0) stays on its disk.
+    proxy.cmd("block");
+    na.ok("write q 300 4096 async");
+    let lost = na.ok("write q 100 4096 sync");
+    let a_st = na.status();
+    na.kill();
+    proxy.cmd("cut");
+    nb.ok("promote 2");
+    let b_st = nb.status();
+    let b_ids = ids_of(&nb.cmd("ids q"));
+    nb.ok("write q 700 3000 sync");
+    // The old master comes back as a slave of the new one.
+    let mut na = a.slave_of(&b.uri());
+    let st = wait_caught_up(&mut nb, 1, Duration::from_secs(60));
+    let (differ, bytes) = differing_files(&b.dir, &a.dir);
+    let extra: Vec<String> = data_files(&a.dir)
+        .difference(&data_files(&b.dir))
+        .cloned()
+        .collect();
+    println!(
+        "g: the old master died at {} ({lost} written during the partition), the slave was promoted at {} with {} ids and wrote on to {}; the old master rejoined: {} files differ, {} extra, {bytes} bytes compared",
+        pos(a_st.get("position")),
+        pos(b_st.get("position")),
+        b_ids.len(),
+        pos(st.get("position")),
+        differ.len(),
+        extra.len()
+    );
+    assert_eq!(
+        b_ids.len(),
+        500,
+        "the partitioned writes did not reach the slave"
+    );
+    assert!(differ.is_empty(), "{differ:?}");
+    assert!(extra.is_empty(), "{extra:?}");
+    let ids = nb.cmd("ids q");
+    nb.kill();
+    na.ok("promote 3");
+    assert_eq!(na.cmd("ids q"), ids);
+    let v = na.ok("verify q");
+    println!(
+        "g: the old master, promoted again, has the new master's {} ids ({v}); done in {:.1?}",
+        ids_of(&ids).len(),
+        t0.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// h. A slave killed again and again at random moments (initial sync, catch-up, live) converges.
+
+#[test]
+fn slave_killed_repeatedly_converges() {
+    let t0 = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    let flags = ["--file-length", "16777216"];
+    let ms = NodeSpec::new(base.path(), "master", &flags);
+    let ss = NodeSpec::new(base.path(), "slave", &flags);
+    let mut master = ms.master(1);
+    master.ok("write big 250 1000000 async");
+    let mut slave = ss.slave_of(&ms.uri());
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    println!("h: seed {seed}");
+    let mut next = move |n: u64| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    };
+    let mut kills = Vec::new();
+    master.send("write q 4000 4096 sync");
+    for _ in 0..12 {
+        let wait = 20 + next(800);
+        std::thread::sleep(Duration::from_millis(wait));
+        let st = slave.status();
+        kills.push(format!("{wait}ms:{}", st.get("link").str().unwrap_or("?")));
+        slave.kill();
+        slave = ss.slave_of(&ms.uri());
+    }
+    let a = master.expect_line("write q 4000 4096 sync");
+    assert!(a.starts_with("OK"), "{a}");
+    wait_caught_up(&mut master, 1, Duration::from_secs(60));
+    let (differ, bytes) = differing_files(&ms.dir, &ss.dir);
+    println!("h: kills {kills:?}; {bytes} bytes compared, differ {differ:?}");
+    assert!(differ.is_empty());
+    let ids = master.cmd("digest q");
+    let big = master.cmd("digest big");
+    master.kill();
+    slave.ok("promote 2");
+    assert_eq!(slave.cmd("digest q"), ids);
+    assert_eq!(slave.cmd("digest big"), big);
+    slave.ok("verify q");
+    slave.ok("verify big");
+    println!("h: done in {:.1?}", t0.elapsed());
+}
+
+// ---------------------------------------------------------------------------------------------
+// i. The master killed under load and restarted (no failover): its slave follows it again.
+
+#[test]
+fn master_killed_and_restarted_slave_follows() {
+    let t0 = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    let flags = ["--file-length", "1048576"];
+    let ms = NodeSpec::new(base.path(), "master", &flags);
+    let ss = NodeSpec::new(base.path(), "slave", &flags);
+    let mut master = ms.master(1);
+    let mut slave = ss.slave_of(&ms.uri());
+    master.ok("wait-live 1 30000");
+    let mut restarts = Vec::new();
+    for round in 0..4 {
+        master.send("write q 50000 4096 async");
+        std::thread::sleep(Duration::from_millis(50 + 100 * round));
+        master.kill();
+        master = ms.master(1);
+        let st = master.status();
+        restarts.push(pos(st.get("position")));
+        master.ok("write q 100 4096 sync");
+    }
+    let st = wait_caught_up(&mut master, 1, Duration::from_secs(60));
+    let (differ, bytes) = differing_files(&ms.dir, &ss.dir);
+    println!(
+        "i: master restarted at {restarts:?}, ends at {}; {bytes} bytes compared, differ {differ:?}",
+        pos(st.get("position"))
+    );
+    assert!(differ.is_empty());
+    let ids = master.cmd("ids q");
+    master.kill();
+    slave.ok("promote 2");
+    assert_eq!(slave.cmd("ids q"), ids);
+    slave.ok("verify q");
+    println!(
+        "i: {} ids; done in {:.1?}",
+        ids_of(&ids).len(),
+        t0.elapsed()
+    );
 }
