@@ -22,6 +22,9 @@
 //!   `slave_file_size_limit_leaves_with_reason` (any user: RLIMIT_FSIZE): a slave that cannot
 //!   write leaves the master's in-sync set with the write failure as its reason, shows the error
 //!   in its own status, and the master goes on (minimumReplicas 0) or times out (1).
+//! - `slave_disk_full_during_initial_sync_leaves_with_reason` (root): a slave whose disk fills
+//!   during its initial sync: the master's status says why it does not get in sync, and the
+//!   master's GC is not held up by the files of its plan while it keeps failing.
 //! - `failover_old_master_rejoins_and_converges`: the master dies with writes its partitioned
 //!   slave never got; the promoted slave writes on; the old master rejoins as its slave, its
 //!   divergent tail is cut, and it ends byte-identical with the new master's ids.
@@ -1245,6 +1248,55 @@ fn slave_file_size_limit_leaves_with_reason() {
     ss.fsize_limit = Some(8 * MIB);
     slave_that_cannot_write_leaves(base.path(), &ms, &ss, "File too large");
     println!("f (RLIMIT_FSIZE): done in {:.1?}", t0.elapsed());
+}
+
+/// A slave whose disk fills during its initial sync (root: a tmpfs). It never was in the
+/// in-sync set; the master's status must still say why it does not get there, and the files of
+/// its plan must not stay pinned against the master's GC while it fails again and again.
+#[test]
+fn slave_disk_full_during_initial_sync_leaves_with_reason() {
+    if !is_root() {
+        eprintln!(
+            "slave_disk_full_during_initial_sync_leaves_with_reason skipped: mounting a tmpfs needs root"
+        );
+        return;
+    }
+    let t0 = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    let fs_ = Tmpfs::mount(&base.path().join("small"), "8m");
+    let flags = ["--file-length", "1048576"];
+    let ms = NodeSpec::new(base.path(), "master", &flags);
+    let mut ss = NodeSpec::new(base.path(), "slave", &flags);
+    ss.dir = fs_.0.join("slave");
+    let mut master = ms.master(1);
+    // 24 MiB of sealed files for an 8 MiB disk.
+    master.ok("write q 3000 8192 async");
+    master.ok("write q 1 10 sync");
+    let mut slave = ss.slave_of(&ms.uri());
+    let reason = wait_for(Duration::from_secs(30), "the master says why", || {
+        let st = master.status();
+        let s = st.get("slaves").arr().first()?.clone();
+        let reason = s.get("reason").str().unwrap_or("").to_owned();
+        (s.get("state").str() == Some("left") && reason.contains("No space left on device"))
+            .then_some(reason)
+    });
+    println!("f: a slave whose disk filled during its initial sync left: {reason:?}");
+    let own = slave.status();
+    let own_error = own.get("last_error").str().unwrap_or("").to_owned();
+    println!("f: its own status: last error {own_error:?}");
+    assert!(own_error.contains("No space left on device"), "{own:?}");
+    // Everything consumed: the master's GC deletes the files, although the slave keeps trying.
+    let before = data_files(&ms.dir).len();
+    master.ok("consume q 3001");
+    let gc = wait_for(Duration::from_secs(20), "the GC deletes the files", || {
+        let gc = master.ok("gc");
+        (data_files(&ms.dir).len() <= 2).then_some(gc)
+    });
+    println!(
+        "f: GC with the failing slave retrying: {before} data files -> {} ({gc}); done in {:.1?}",
+        data_files(&ms.dir).len(),
+        t0.elapsed()
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -86,6 +86,12 @@ pub async fn serve_master(
         // The slave copies what it lacks over transfer sessions, then comes back.
         return match conn.recv().await {
             Err(c) => c,
+            // The slave could not carry the plan out (a full disk, say): that is why it left.
+            Ok(Message::Reject { reason }) => {
+                let why = Closed::Rejected(reason);
+                slaves.departed(&node, &why);
+                why
+            }
             Ok(m) => Closed::Protocol(format!("unexpected {:?} after a sync plan", m.kind())),
         };
     }
@@ -253,7 +259,10 @@ pub async fn run_slave_with(
                 .await;
                 match cut {
                     Ok(Ok(_)) => {}
-                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Ok(Err(e)) => {
+                        conn.reject(&format!("this slave cannot sync: {e}")).await;
+                        return Closed::Io(e.to_string());
+                    }
                     Err(e) => return Closed::Io(e.to_string()),
                 }
                 return follow_with(conn, ReplicaWriter::new(dir, config), live_from, me, link)
@@ -748,6 +757,7 @@ pub async fn serve_stream(
     let mut conn = conn;
     let start = match conn.recv().await {
         Ok(Message::Ack { durable }) => durable,
+        Ok(Message::Reject { reason }) => return Closed::Rejected(reason),
         Ok(other) => {
             return Closed::Protocol(format!(
                 "expected the slave's position, got {:?}",

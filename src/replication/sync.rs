@@ -474,6 +474,32 @@ pub async fn initial_sync_with(
         }
         Err(c) => return Err(closed("waiting for the sync plan", c)),
     };
+    let plan = (truncate, delete, fetch, live_from);
+    match sync_by_plan(master, me, dir, sessions, chunk, hooks, plan).await {
+        Ok(report) => Ok(report),
+        Err(e) => {
+            // The master learns why (a full disk, say): its status says why this slave does not
+            // get in sync, and the files of the plan are no longer pinned for it.
+            conn.reject(&format!("this slave cannot sync: {e}")).await;
+            Err(e)
+        }
+    }
+}
+
+/// A sync plan's files, in the order of the SyncPlan frame.
+type Plan = (Vec<(u32, u64)>, Vec<u32>, Vec<FileRange>, Position);
+
+/// The rest of an initial sync, once the master's plan is here (its stream connection stays
+/// open meanwhile).
+async fn sync_by_plan(
+    master: &KdbrUri,
+    me: &Identity,
+    dir: &Path,
+    sessions: usize,
+    chunk: u64,
+    hooks: &SyncHooks,
+    (truncate, delete, fetch, live_from): Plan,
+) -> Result<SyncReport> {
     let mut report = SyncReport {
         live_from,
         ..SyncReport::default()
@@ -601,7 +627,6 @@ pub async fn initial_sync_with(
         return Err(e);
     }
     files::sync_dir(dir)?;
-    drop(conn);
     Ok(report)
 }
 
