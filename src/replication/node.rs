@@ -313,21 +313,7 @@ impl Node {
     /// the change).
     fn become_master(&self, epoch: u64, from: Option<Role>) -> Result<()> {
         let mut role = self.lock();
-        if let Some(from) = from {
-            let now = role_of(&role);
-            if now != from {
-                return Err(Error::new(
-                    ErrorCode::IllegalState,
-                    format!(
-                        "{} is {}, not {}: only a {} is promoted",
-                        self.me.node,
-                        now.name(),
-                        from.name(),
-                        from.name()
-                    ),
-                ));
-            }
-        }
+        self.check_role(&role, from, "promoted")?;
         if matches!(&*role, RoleState::Master(_)) {
             return Err(Error::new(
                 ErrorCode::IllegalState,
@@ -428,21 +414,7 @@ impl Node {
             ));
         }
         let mut role = self.lock();
-        if let Some(from) = from {
-            let now = role_of(&role);
-            if now != from {
-                return Err(Error::new(
-                    ErrorCode::IllegalState,
-                    format!(
-                        "{} is {}, not {}: only a {} is demoted",
-                        self.me.node,
-                        now.name(),
-                        from.name(),
-                        from.name()
-                    ),
-                ));
-            }
-        }
+        self.check_role(&role, from, "demoted")?;
         let previous = std::mem::replace(&mut *role, RoleState::Stopped);
         let standby = match previous {
             RoleState::Master(m) => {
@@ -491,6 +463,23 @@ impl Node {
             task,
         });
         Ok(())
+    }
+
+    /// Refuses the change unless the node is `from` (when given).
+    fn check_role(&self, state: &RoleState, from: Option<Role>, verb: &str) -> Result<()> {
+        match from {
+            Some(from) if role_of(state) != from => Err(Error::new(
+                ErrorCode::IllegalState,
+                format!(
+                    "{} is {}, not {}: only a {} is {verb}",
+                    self.me.node,
+                    role_of(state).name(),
+                    from.name(),
+                    from.name()
+                ),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Slave → master at `epoch` (see [`Node::start_master`]).
