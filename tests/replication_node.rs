@@ -272,6 +272,16 @@ fn too_few_slaves_time_out_and_bad_requests_are_refused() {
         again.start_master(4).unwrap_err().code(),
         ErrorCode::IllegalState
     );
+    // Role changes from inside an async runtime (an election's callback may run on one).
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        again.start_master(9).unwrap();
+        again.stop();
+        assert_eq!(again.role(), Role::Stopped);
+    });
     let mut bad = config(d.path(), 0);
     bad.store.delete_all = true;
     assert_eq!(Node::new(bad).err().unwrap().code(), ErrorCode::Config);

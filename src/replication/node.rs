@@ -624,11 +624,27 @@ impl Node {
         }
     }
 
+    /// Aborts a task of the node's runtime and waits (up to 10 s) until it has ended. Safe
+    /// from any thread, also one of an async runtime (an election's callback, say).
+    fn end_task(&self, task: tokio::task::JoinHandle<()>) {
+        task.abort();
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.rt.spawn(async move {
+            let _ = task.await;
+            let _ = tx.send(());
+        });
+        if rx.recv_timeout(Duration::from_secs(10)).is_err() {
+            log::warn!(
+                "replication: a task of {} did not end within 10 s",
+                self.me.node
+            );
+        }
+    }
+
     fn stop_master(&self, m: MasterRole) {
         // Waiting writes fail first: from here this node's acknowledgement means nothing.
         m.slaves.close();
-        m.server.abort();
-        let _ = self.rt.block_on(m.server);
+        self.end_task(m.server);
         m.store.journal().set_batch_tap(None);
         m.store.set_replication(None);
         if let Err(e) = m.store.close() {
@@ -649,8 +665,7 @@ impl Node {
     }
 
     fn stop_slave_keep(&self, mut s: SlaveRole) -> Result<Position> {
-        s.task.abort();
-        let _ = self.rt.block_on(&mut s.task);
+        self.end_task(s.task);
         // A replica write in flight finishes before anyone else touches the files.
         drop(s.link.writer_gate());
         s.standby.stop();
