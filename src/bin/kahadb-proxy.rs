@@ -21,7 +21,8 @@
 //! block        a partition: nothing is forwarded and no connection is accepted (nor connected
 //!              to the target) until unblock; bytes already read are held, not lost (at most
 //!              16 MiB per direction and connection are read ahead, then TCP pushes back), so
-//!              they arrive after unblock unless a peer gave up meanwhile
+//!              they arrive after unblock unless a peer gave up meanwhile; a peer's close or
+//!              reset is held too (the other peer learns of it after unblock)
 //! unblock      forward and accept again
 //! seed N       seed the random choice of drops (default: from the clock)
 //! status       {"port":..,"target":..,"connections":..,"accepted":..,"cut":..,"dropped":..,
@@ -276,19 +277,23 @@ async fn connection(client: TcpStream, shared: Arc<Shared>) {
         .insert(id, cut.clone());
     let (mut cr, mut cw) = client.into_split();
     let (mut tr, mut tw) = target.into_split();
-    let reset = {
+    let (reset, cut_now) = {
         let up = pump(&mut cr, &mut tw, &shared, &shared.to_target);
         let down = pump(&mut tr, &mut cw, &shared, &shared.to_client);
         tokio::pin!(up, down);
         tokio::select! {
-            e = &mut up => !matches!(e, End::Eof),
-            e = &mut down => !matches!(e, End::Eof),
+            e = &mut up => (!matches!(e, End::Eof), false),
+            e = &mut down => (!matches!(e, End::Eof), false),
             _ = cut.notified() => {
                 shared.cut.fetch_add(1, Ordering::SeqCst);
-                true
+                (true, true)
             }
         }
     };
+    if !cut_now {
+        // A partition holds the news that a peer closed as it holds bytes.
+        shared.wait_unblocked().await;
+    }
     if reset {
         // Connection loss: both peers get a reset, not an orderly end.
         let _ = cw.as_ref().set_zero_linger();
