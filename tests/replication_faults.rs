@@ -25,6 +25,9 @@
 //! - `slave_disk_full_during_initial_sync_leaves_with_reason` (root): a slave whose disk fills
 //!   during its initial sync: the master's status says why it does not get in sync, and the
 //!   master's GC is not held up by the files of its plan while it keeps failing.
+//! - `partition_during_initial_sync_is_noticed`: a partition (held bytes, no reset) in the
+//!   middle of an initial sync is noticed by the slave's transfer sessions within their idle
+//!   timeout; once it heals the slave syncs on and ends byte-identical.
 //! - `failover_old_master_rejoins_and_converges`: the master dies with writes its partitioned
 //!   slave never got; the promoted slave writes on; the old master rejoins as its slave, its
 //!   divergent tail is cut, and it ends byte-identical with the new master's ids.
@@ -1295,6 +1298,53 @@ fn slave_disk_full_during_initial_sync_leaves_with_reason() {
     println!(
         "f: GC with the failing slave retrying: {before} data files -> {} ({gc}); done in {:.1?}",
         data_files(&ms.dir).len(),
+        t0.elapsed()
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// A partition during an initial sync: the slave notices the silent link (its transfer sessions
+// time out after TRANSFER_IDLE, 60 s, as the master's do), reconnects once the partition heals,
+// and ends byte-identical.
+
+#[test]
+fn partition_during_initial_sync_is_noticed() {
+    let t0 = Instant::now();
+    let base = tempfile::tempdir().unwrap();
+    let ms = NodeSpec::new(base.path(), "master", &[]);
+    let ss = NodeSpec::new(base.path(), "slave", &[]);
+    let mut master = ms.master(1);
+    master.ok("write big 400 1000000 async");
+    master.ok("write big 1 10 sync");
+    let mut proxy = ProxyProc::start(ms.port);
+    let mut slave = ss.slave_of(&proxy.uri());
+    wait_for(Duration::from_secs(60), "the sync under way", || {
+        let to_go = slave.status().get("bytes_to_go").u64();
+        (to_go > 0 && to_go < 300 * MIB).then_some(())
+    });
+    proxy.cmd("block");
+    let blocked = Instant::now();
+    let to_go = slave.status().get("bytes_to_go").u64();
+    let error = wait_for(Duration::from_secs(90), "the slave notices", || {
+        slave.status().get("last_error").str().map(str::to_owned)
+    });
+    let noticed = blocked.elapsed();
+    println!(
+        "partition: blocked with {} MiB to go; the slave noticed after {noticed:.1?}: {error:?}",
+        to_go >> 20
+    );
+    assert!(error.contains("timed out"), "{error}");
+    assert!(noticed < Duration::from_secs(75), "{noticed:?}");
+    proxy.cmd("unblock");
+    wait_for(Duration::from_secs(120), "the slave live", || {
+        (slave.status().get("link").str() == Some("live")).then_some(())
+    });
+    wait_caught_up(&mut master, 1, Duration::from_secs(60));
+    let (differ, bytes) = differing_files(&ms.dir, &ss.dir);
+    assert!(differ.is_empty(), "{differ:?}");
+    println!(
+        "partition: healed, the slave is live, {} MiB byte-identical; done in {:.1?}",
+        bytes >> 20,
         t0.elapsed()
     );
 }

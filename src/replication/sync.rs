@@ -480,7 +480,8 @@ pub async fn initial_sync_with(
         Err(e) => {
             // The master learns why (a full disk, say): its status says why this slave does not
             // get in sync, and the files of the plan are no longer pinned for it.
-            conn.reject(&format!("this slave cannot sync: {e}")).await;
+            let reason = format!("this slave cannot sync: {e}");
+            let _ = tokio::time::timeout(Duration::from_secs(5), conn.reject(&reason)).await;
             Err(e)
         }
     }
@@ -678,7 +679,9 @@ async fn transfer_worker(
         conn.send(&Message::RangeRequest { range: job })
             .await
             .map_err(|c| closed("requesting a range", c))?;
-        let (file, offset, data) = match conn.recv().await {
+        // A master that went silent (a partition, a paused process) ends the session: the
+        // sync is retried rather than stuck until TCP gives up.
+        let (file, offset, data) = match conn.recv_within(TRANSFER_IDLE, "a range").await {
             Ok(Message::Range {
                 file, offset, data, ..
             }) => (file, offset, data),
