@@ -231,7 +231,10 @@ pub async fn run_slave_with(
         if let Err(c) = conn.send(&Message::Inventory { files: inv }).await {
             return c;
         }
-        match conn.recv().await {
+        match conn
+            .recv_within(super::sync::PLAN_TIMEOUT, "the sync plan")
+            .await
+        {
             Ok(Message::SyncPlan {
                 fetch,
                 truncate,

@@ -7,7 +7,7 @@
 //! change, so they are copied byte for byte, preallocated tail included: afterwards the slave's
 //! files are identical to the master's. The newest file belongs to the live stream.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
@@ -33,6 +33,10 @@ pub const DEFAULT_SESSIONS: usize = 4;
 /// for a frame); a joining slave seeds its hot standby with it.
 pub const INDEX_FILE_ID: u32 = u32::MAX;
 
+/// How long a slave waits for the master's sync plan (the master reads every file the slave
+/// reports the first time: a large journal takes a while).
+pub const PLAN_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The slave's record of ranges already on its disk.
 pub const PROGRESS_FILE: &str = "replication.progress";
 
@@ -42,6 +46,47 @@ fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Error {
 
 /// CRC-32 of the first `len` bytes of a file (the file must have them).
 pub fn prefix_crc(path: &Path, len: u64) -> Result<u32> {
+    // Sealed files never change: their CRCs are remembered, so that a reconnecting slave does
+    // not make both sides read the whole journal again. A file is remembered only once it has
+    // been left alone for a while (file times are coarse: a write in the same tick as the
+    // reading would not change them), and its identity, size and time must still match.
+    let meta =
+        std::fs::metadata(path).map_err(|e| io(format!("reading {}", path.display()), &e))?;
+    let stamp = {
+        use std::os::unix::fs::MetadataExt;
+        (meta.ino(), meta.size(), meta.mtime(), meta.mtime_nsec())
+    };
+    let key = (path.to_path_buf(), len);
+    if let Some((st, crc)) = crc_cache().get(&key) {
+        if *st == stamp {
+            return Ok(*crc);
+        }
+    }
+    let crc = prefix_crc_uncached(path, len)?;
+    let settled = meta
+        .modified()
+        .ok()
+        .and_then(|m| m.elapsed().ok())
+        .is_some_and(|age| age > Duration::from_secs(2));
+    if settled {
+        let mut c = crc_cache();
+        if c.len() > 100_000 {
+            c.clear();
+        }
+        c.insert(key, (stamp, crc));
+    }
+    Ok(crc)
+}
+
+type CrcCache = HashMap<(PathBuf, u64), ((u64, u64, i64, i64), u32)>;
+
+fn crc_cache() -> std::sync::MutexGuard<'static, CrcCache> {
+    static CACHE: once_cell::sync::Lazy<Mutex<CrcCache>> =
+        once_cell::sync::Lazy::new(|| Mutex::new(HashMap::new()));
+    CACHE.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn prefix_crc_uncached(path: &Path, len: u64) -> Result<u32> {
     let mut f = File::open(path).map_err(|e| io(format!("opening {}", path.display()), &e))?;
     let mut h = crc32fast::Hasher::new();
     let mut left = len;
@@ -456,25 +501,27 @@ pub async fn initial_sync_with(
     let (mut conn, _) = connect(master, me, Purpose::Stream)
         .await
         .map_err(|c| closed("connecting", c))?;
+    let held: BTreeMap<u32, u64> = inv.iter().map(|f| (f.id, f.length)).collect();
     conn.send(&Message::Inventory { files: inv })
         .await
         .map_err(|c| closed("sending the inventory", c))?;
-    let (truncate, delete, fetch, live_from) = match conn.recv().await {
-        Ok(Message::SyncPlan {
-            truncate,
-            delete,
-            fetch,
-            live_from,
-        }) => (truncate, delete, fetch, live_from),
-        Ok(other) => {
-            return Err(Error::new(
-                ErrorCode::Io,
-                format!("expected a sync plan, got {:?}", other.kind()),
-            ))
-        }
-        Err(c) => return Err(closed("waiting for the sync plan", c)),
-    };
-    let plan = (truncate, delete, fetch, live_from);
+    let (truncate, delete, fetch, live_from) =
+        match conn.recv_within(PLAN_TIMEOUT, "the sync plan").await {
+            Ok(Message::SyncPlan {
+                truncate,
+                delete,
+                fetch,
+                live_from,
+            }) => (truncate, delete, fetch, live_from),
+            Ok(other) => {
+                return Err(Error::new(
+                    ErrorCode::Io,
+                    format!("expected a sync plan, got {:?}", other.kind()),
+                ))
+            }
+            Err(c) => return Err(closed("waiting for the sync plan", c)),
+        };
+    let plan = (truncate, delete, fetch, live_from, held);
     match sync_by_plan(master, me, dir, sessions, chunk, hooks, plan).await {
         Ok(report) => Ok(report),
         Err(e) => {
@@ -487,8 +534,15 @@ pub async fn initial_sync_with(
     }
 }
 
-/// A sync plan's files, in the order of the SyncPlan frame.
-type Plan = (Vec<(u32, u64)>, Vec<u32>, Vec<FileRange>, Position);
+/// A sync plan's files, in the order of the SyncPlan frame, and the lengths of the files the
+/// slave reported.
+type Plan = (
+    Vec<(u32, u64)>,
+    Vec<u32>,
+    Vec<FileRange>,
+    Position,
+    BTreeMap<u32, u64>,
+);
 
 /// The rest of an initial sync, once the master's plan is here (its stream connection stays
 /// open meanwhile).
@@ -499,7 +553,7 @@ async fn sync_by_plan(
     sessions: usize,
     chunk: u64,
     hooks: &SyncHooks,
-    (truncate, delete, fetch, live_from): Plan,
+    (truncate, delete, fetch, live_from, held): Plan,
 ) -> Result<SyncReport> {
     let mut report = SyncReport {
         live_from,
@@ -595,12 +649,21 @@ async fn sync_by_plan(
     let jobs = Arc::new(Mutex::new(jobs.into_iter().rev().collect::<Vec<_>>()));
     let progress = Arc::new(Mutex::new(progress));
     hooks.counters.to_fetch.store(remaining, Ordering::Relaxed);
+    // What this slave already holds of the sealed files: kept prefixes and resumed chunks.
+    let kept: u64 = held
+        .iter()
+        .filter(|(id, _)| {
+            !truncate.iter().any(|(t, _)| t == *id) && !delete.contains(id) && **id < live_from.file
+        })
+        .map(|(_, len)| *len)
+        .sum::<u64>()
+        + report.bytes_resumed;
     if remaining > 0 {
         log::info!(
             "replication: initial sync from {master}: {} MiB to fetch over {} sessions ({} MiB already here)",
             remaining >> 20,
             sessions.max(1),
-            report.bytes_resumed >> 20
+            kept >> 20
         );
     }
     let fetched = Arc::new(AtomicU64::new(0));
