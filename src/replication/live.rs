@@ -1157,15 +1157,20 @@ pub async fn follow_with(
             }
         }
         let (w, gate) = (writer.clone(), link.gate.clone());
-        let done = tokio::task::spawn_blocking(move || {
+        let write = move || {
             let _g = gate.lock().unwrap_or_else(|p| p.into_inner());
             let batches: Vec<(Position, &[u8])> =
                 group.iter().map(|(at, d)| (*at, d.as_slice())).collect();
             w.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .write_all(&batches)
-        })
-        .await;
+        };
+        // On a multi-threaded runtime the write runs on this worker (its other tasks move to
+        // another): two thread hand-offs fewer on the path of every acknowledgement.
+        let done = match tokio::runtime::Handle::current().runtime_flavor() {
+            tokio::runtime::RuntimeFlavor::MultiThread => Ok(tokio::task::block_in_place(write)),
+            _ => tokio::task::spawn_blocking(write).await,
+        };
         let durable = match done {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
