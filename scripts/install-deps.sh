@@ -21,3 +21,7 @@ fi
 command -v cargo >/dev/null || { echo "install-deps: cargo (Rust) is required" >&2; exit 1; }
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 javac -version 2>&1 | grep -qE 'javac (1[7-9]|2[0-9])' || { echo "install-deps: a JDK 17 or newer is required" >&2; exit 1; }
+
+# The ZooKeeper server the election tests start (scripts/zookeeper.sh): its classpath, resolved
+# from Maven Central once into target/zookeeper/classpath.txt.
+bash "$(dirname "${BASH_SOURCE[0]}")/zookeeper.sh" classpath

@@ -4,6 +4,7 @@
 //! or Java. The bridges (`ffi` for the C ABI, `jni` for Java) depend on the core, never the
 //! reverse, and share the handle tables in `handles` and the error table in `error`.
 
+pub mod election;
 pub mod error;
 pub mod handles;
 pub mod journal;
