@@ -373,3 +373,44 @@ fn the_standby_matches_the_store_with_a_seed_a_bad_seed_or_none() {
         store.close().unwrap();
     }
 }
+
+/// What a stopped node stands on in an election, also after a restart of its process: the
+/// lineage (the epoch of the master whose journal its own copies) and the journal's end.
+#[test]
+fn a_stopped_node_knows_its_lineage_and_journal_end() {
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let a = Node::new(config(da.path(), 1)).unwrap();
+    let b = Node::new(config(db.path(), 1)).unwrap();
+    assert_eq!(a.status().lineage, 0);
+    a.start_master(4).unwrap();
+    b.start_slave(&a.uri()).unwrap();
+    assert!(a.wait_for_live_slaves(1, Duration::from_secs(20)));
+    let store = a.store().unwrap();
+    for i in 0..300 {
+        store
+            .add_message(&queue(), &format!("p:{i}"), 4, false, vec![1u8; 900], true)
+            .unwrap();
+    }
+    let end = a.status().position;
+    assert_eq!(
+        b.status().lineage,
+        4,
+        "a live slave's lineage is its master's epoch"
+    );
+    drop(store);
+    a.stop();
+    b.stop();
+    for (name, n, dir) in [("master", &a, da.path()), ("slave", &b, db.path())] {
+        let st = n.status();
+        assert_eq!(st.role, Role::Stopped);
+        assert_eq!((st.lineage, st.position), (4, end), "{name} stopped");
+        let again = Node::new(config(dir, 0)).unwrap();
+        let st = again.status();
+        assert_eq!(
+            (st.lineage, st.position),
+            (4, end),
+            "{name} after a restart"
+        );
+    }
+}

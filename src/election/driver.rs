@@ -42,9 +42,12 @@ pub struct ElectionDriver {
 impl ElectionDriver {
     /// Starts `elector` for `node` (a stopped node: the elector decides its role).
     pub fn start(node: Arc<Node>, elector: Box<dyn MasterElector>) -> Result<ElectionDriver> {
+        // A node that starts stands on the journal it has: the lineage recorded on its disk and
+        // the end of its journal as it lies there.
+        let st = node.status();
         let initial = Standing {
-            epoch: node.epoch(),
-            position: node.status().position,
+            epoch: st.lineage,
+            position: st.position,
             eligible: true,
             in_sync: false,
         };

@@ -484,6 +484,7 @@ mod tests {
             role: Role::Master,
             node: "127.0.0.1:7000".into(),
             epoch: 3,
+            lineage: 3,
             master: Some("kdbr://127.0.0.1:7000".into()),
             position: Position {
                 file: 2,

@@ -129,6 +129,41 @@ pub struct SlaveLink {
     inner: Mutex<LinkInner>,
     /// Held by every replica write: taking it waits for one in flight.
     gate: Arc<Mutex<()>>,
+    /// The epoch of the master this slave went live with (0: not yet).
+    pub lineage: AtomicU64,
+}
+
+/// The file that keeps the epoch of the master whose journal this node's is a copy of (its
+/// own epoch for a master): what the node stands on in an election.
+pub const LINEAGE_FILE: &str = "replication.lineage";
+
+/// Records the journal's lineage (synced, replaced atomically).
+pub fn write_lineage(dir: &Path, epoch: u64) -> Result<()> {
+    use std::io::Write;
+    let path = dir.join(LINEAGE_FILE);
+    let tmp = dir.join(format!("{LINEAGE_FILE}.tmp"));
+    let what = || format!("writing {}", path.display());
+    let mut f = File::create(&tmp).map_err(|e| Error::io(what(), &e))?;
+    f.write_all(format!("{epoch}\n").as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| Error::io(what(), &e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io(what(), &e))?;
+    files::sync_dir(dir)
+}
+
+/// The journal's lineage (0 when none was recorded).
+pub fn read_lineage(dir: &Path) -> Result<u64> {
+    let path = dir.join(LINEAGE_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => s.trim().parse::<u64>().map_err(|_| {
+            Error::new(
+                ErrorCode::Corrupt,
+                format!("{} does not hold an epoch: {:?}", path.display(), s.trim()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(e) => Err(Error::io(format!("reading {}", path.display()), &e)),
+    }
 }
 
 #[derive(Default, Clone)]
@@ -148,6 +183,7 @@ impl SlaveLink {
             },
             inner: Mutex::default(),
             gate: Arc::default(),
+            lineage: AtomicU64::new(0),
         }
     }
 
@@ -268,6 +304,14 @@ pub async fn run_slave_with(
                     }
                     Err(e) => return Closed::Io(e.to_string()),
                 }
+                // From here this node's journal is a copy of this master's (its lineage).
+                let (d, epoch) = (dir.to_path_buf(), conn.peer_epoch);
+                match tokio::task::spawn_blocking(move || write_lineage(&d, epoch)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => return Closed::Io(e.to_string()),
+                    Err(e) => return Closed::Io(e.to_string()),
+                }
+                link.lineage.fetch_max(epoch, Ordering::SeqCst);
                 return follow_with(conn, ReplicaWriter::new(dir, config), live_from, me, link)
                     .await;
             }

@@ -97,9 +97,13 @@ pub struct NodeStatus {
     pub node: String,
     /// The highest epoch this node knows.
     pub epoch: u64,
+    /// The epoch of the master whose journal this node's is a copy of (its own as master; the
+    /// master's once a slave went live; kept across restarts). 0: none yet.
+    pub lineage: u64,
     /// A slave's master (`kdbr://host:port`); a master's own address.
     pub master: Option<String>,
-    /// A master's written journal position; a slave's durable one.
+    /// A master's written journal position; a slave's durable one; a stopped node's journal
+    /// end as it lies on disk.
     pub position: Position,
     pub minimum_replicas: usize,
     pub replication_timeout_ms: u64,
@@ -147,10 +151,11 @@ impl NodeStatus {
             })
             .collect();
         format!(
-            "{{\"role\":\"{}\",\"node\":{},\"epoch\":{},\"master\":{},\"position\":{},\"minimum_replicas\":{},\"replication_timeout_ms\":{},\"live_slaves\":{},\"slaves\":[{}],\"link\":{},\"bytes_to_go\":{},\"applied\":{},\"last_error\":{}}}",
+            "{{\"role\":\"{}\",\"node\":{},\"epoch\":{},\"lineage\":{},\"master\":{},\"position\":{},\"minimum_replicas\":{},\"replication_timeout_ms\":{},\"live_slaves\":{},\"slaves\":[{}],\"link\":{},\"bytes_to_go\":{},\"applied\":{},\"last_error\":{}}}",
             self.role.name(),
             json_string(&self.node),
             self.epoch,
+            self.lineage,
             opt(&self.master),
             pos(self.position),
             self.minimum_replicas,
@@ -229,6 +234,10 @@ pub struct Node {
     role: Mutex<RoleState>,
     /// How the store was recovered the last time this node became master.
     recovery: Mutex<Option<crate::store::checkpoint::IndexRecovery>>,
+    /// The journal's lineage as last recorded by this node.
+    lineage: AtomicU64,
+    /// A stopped node's journal end, read when it stopped (or opened).
+    stopped_at: Mutex<Position>,
 }
 
 impl Node {
@@ -257,6 +266,8 @@ impl Node {
         std::fs::create_dir_all(&config.directory)
             .map_err(|e| Error::io(format!("creating {}", config.directory.display()), &e))?;
         let epoch = read_epoch(&config.directory)?;
+        let lineage = super::live::read_lineage(&config.directory)?;
+        let end = super::standby::journal_end(&config.directory)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("kahadb-repl")
@@ -276,6 +287,8 @@ impl Node {
             rt,
             role: Mutex::new(RoleState::Stopped),
             recovery: Mutex::new(None),
+            lineage: AtomicU64::new(lineage),
+            stopped_at: Mutex::new(end),
             config,
         })
     }
@@ -352,10 +365,13 @@ impl Node {
         *self.recovery.lock().unwrap_or_else(|p| p.into_inner()) = Some(recovery);
         // The epoch is on disk before any slave is served (a store that failed to open leaves
         // it as it was).
-        if let Err(e) = write_epoch(&self.config.directory, epoch) {
+        if let Err(e) = write_epoch(&self.config.directory, epoch)
+            .and_then(|_| super::live::write_lineage(&self.config.directory, epoch))
+        {
             let _ = store.close();
             return Err(e);
         }
+        self.lineage.fetch_max(epoch, Ordering::SeqCst);
         self.me.epoch.fetch_max(epoch, Ordering::SeqCst);
         let store = Arc::new(store);
         let slaves = Arc::new(Slaves::new(
@@ -498,9 +514,15 @@ impl Node {
         match std::mem::replace(&mut *role, RoleState::Stopped) {
             RoleState::Master(m) => self.stop_master(m),
             RoleState::Slave(s) => {
+                self.lineage
+                    .fetch_max(s.link.lineage.load(Ordering::SeqCst), Ordering::SeqCst);
                 let _ = self.stop_slave_keep(s);
             }
-            RoleState::Stopped => {}
+            RoleState::Stopped => return,
+        }
+        match super::standby::journal_end(&self.config.directory) {
+            Ok(end) => *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner()) = end,
+            Err(e) => log::warn!("replication: reading the journal's end after a stop: {e}"),
         }
     }
 
@@ -538,6 +560,7 @@ impl Node {
             role: Role::Stopped,
             node: self.me.node.clone(),
             epoch: self.epoch(),
+            lineage: self.lineage.load(Ordering::SeqCst),
             master: None,
             position: Position::default(),
             minimum_replicas: self.min.load(Ordering::SeqCst),
@@ -549,7 +572,9 @@ impl Node {
             last_error: None,
         };
         match &*role {
-            RoleState::Stopped => {}
+            RoleState::Stopped => {
+                st.position = *self.stopped_at.lock().unwrap_or_else(|p| p.into_inner());
+            }
             RoleState::Master(m) => {
                 let w = m.store.journal().written_position();
                 let written = Position {
@@ -565,6 +590,7 @@ impl Node {
             }
             RoleState::Slave(s) => {
                 st.role = Role::Slave;
+                st.lineage = st.lineage.max(s.link.lineage.load(Ordering::SeqCst));
                 st.master = Some(s.master.to_string());
                 st.position = s.link.durable();
                 let state = s.link.state();

@@ -535,3 +535,24 @@ impl Drop for Standby {
         self.stop();
     }
 }
+
+/// The end of the valid journal in `dir` (after its last whole batch), read without opening it
+/// as a journal (no lock, nothing changed): the standing of a stopped node.
+pub fn journal_end(dir: &Path) -> Result<Position> {
+    let mut ids = files::list_data_files(dir)?;
+    ids.sort_unstable();
+    let Some(last) = ids.last().copied() else {
+        return Ok(Position::default());
+    };
+    let path = files::data_file_path(dir, last);
+    let data =
+        std::fs::read(&path).map_err(|e| Error::io(format!("reading {}", path.display()), &e))?;
+    let mut pos = 0usize;
+    while let BatchAt::Valid { payload_len } = check_batch(&data, pos) {
+        pos += BATCH_CONTROL_SIZE + payload_len;
+    }
+    Ok(Position {
+        file: last,
+        offset: pos as u32,
+    })
+}
