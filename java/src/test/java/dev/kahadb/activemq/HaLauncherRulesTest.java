@@ -196,4 +196,22 @@ class HaLauncherRulesTest {
         });
         assertTrue(m.contains("minimumReplicas must be a whole number"), m);
     }
+
+    @Test
+    void theSampleConfigsPass() throws Exception {
+        File ha = new File("../conf/ha.xml");
+        ReplicatedBrokerConfig c = ReplicatedBrokerConfig.fromXml(ha);
+        c.validate();
+        assertEquals("xbean:ha-broker.xml", c.getBrokerURI());
+        URI uri = ReplicatedBrokerRules.check(c.getBrokerURI(), c.getBaseDirectory());
+        assertEquals(new File("../conf/ha-broker.xml").getCanonicalFile(), new File(uri.getSchemeSpecificPart())
+                .getCanonicalFile());
+        BrokerService b = ReplicatedBrokerRules.create(c.getBrokerURI(), uri);
+        try {
+            assertFalse(b.isStarted());
+            assertEquals("kahadb-ha", b.getBrokerName());
+        } finally {
+            ReplicatedBrokerRules.dispose(b);
+        }
+    }
 }
