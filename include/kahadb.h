@@ -91,6 +91,24 @@
 // `preallocation`: grow data files as they are written.
 #define KAHADB_PREALLOC_NONE 2
 
+// `kahadb_election_event.kind`: the node is master at `epoch`; its store is open
+// (`kahadb_node_store` on the handle of `kahadb_elected_node_node`).
+#define KAHADB_ELECTION_BECAME_MASTER 1
+
+// `kahadb_election_event.kind`: the node is a slave of `master_uri`, elected at `epoch`.
+#define KAHADB_ELECTION_BECAME_SLAVE 2
+
+// `kahadb_election_event.kind`: the node's status changed (role, epoch, master, the set of
+// slaves and their states, or the link state; not positions): `status_json` is the status,
+// as `kahadb_node_status_json` gives it.
+#define KAHADB_ELECTION_STATUS_CHANGED 3
+
+// `kahadb_election_event.kind`: the node holds no role any more (a master has stopped
+// serving): the ZooKeeper session was lost, the node could not take on the role it was
+// given, or the elected node is being closed; `reason` says which. An election that goes on
+// may later make the node master or slave again. The last event is always this one.
+#define KAHADB_ELECTION_STOPPED 4
+
 // `kahadb_node_role`: the node is stopped (neither master nor slave).
 #define KAHADB_ROLE_STOPPED 0
 
@@ -144,6 +162,11 @@
 
 // A journal cursor (opaque).
 typedef struct kahadb_cursor kahadb_cursor;
+
+// A replication node driven by an election (opaque). Start it with
+// `kahadb_elected_node_start`, reach its node with `kahadb_elected_node_node`, close it with
+// `kahadb_elected_node_close`.
+typedef struct kahadb_elected_node kahadb_elected_node;
 
 // An open journal (opaque).
 typedef struct kahadb_journal kahadb_journal;
@@ -225,6 +248,20 @@ typedef struct {
   uint32_t size;
 } kahadb_location;
 
+// Election options. Initialise with `kahadb_election_options_init`, then change what you
+// need. The strings are read during `kahadb_elected_node_start` only.
+typedef struct {
+  // The ZooKeeper ensemble, `host:port[,host:port...]`; NULL (the default) for the static
+  // elector: a single node, no ZooKeeper, master at once at the epoch after the one it
+  // knows.
+  const char *zookeeper;
+  // The root of the cluster's znodes (see docs/ELECTION.md); NULL (the default) for
+  // `/kahadb-rs/<cluster>`.
+  const char *path;
+  // The ZooKeeper session timeout asked for, in milliseconds, at least 400 (default 10000).
+  uint64_t session_timeout_ms;
+} kahadb_election_options;
+
 // Store options. Initialise with `kahadb_store_options_init`, then change what you need.
 typedef struct {
   // The journal's options (defaults as `kahadb_journal_options_init` sets them).
@@ -263,6 +300,32 @@ typedef struct {
   // refused (`KAHADB_ERR_CONFIG`): a node's data is the cluster's.
   kahadb_store_options store;
 } kahadb_node_options;
+
+// What the callback is told. The strings are valid during the call only (copy them to keep
+// them); those a kind does not use are NULL.
+typedef struct {
+  // One of `KAHADB_ELECTION_*`.
+  int32_t kind;
+  // The epoch of the role taken (BECAME_MASTER, BECAME_SLAVE), the node's epoch
+  // (STATUS_CHANGED), the epoch of the last role told (STOPPED; 0 if none).
+  uint64_t epoch;
+  // BECAME_SLAVE: the master's address, `kdbr://host:port`.
+  const char *master_uri;
+  // STOPPED: why.
+  const char *reason;
+  // STATUS_CHANGED: the status as one JSON object (see `kahadb_node_status_json`).
+  const char *status_json;
+} kahadb_election_event;
+
+// The callback of an elected node: called on a thread of the library's own (the dispatcher,
+// not a thread of the election or of replication), one event at a time and in order. It may
+// call any `kahadb_*` function, `kahadb_elected_node_close` of its own elected node
+// included (which then does not wait for the callback to return).
+typedef void (*kahadb_election_callback)(const kahadb_election_event *event,
+                                         void *user_data);
+
+// Frees the `user_data` given to `kahadb_elected_node_start`.
+typedef void (*kahadb_free_user_data)(void *user_data);
 
 // Which messages `kahadb_store_read` returns. Initialise with `kahadb_read_request_init`
 // (everything), then narrow it. A destination's messages are returned lane by lane (high,
@@ -430,6 +493,62 @@ int32_t kahadb_cursor_next(kahadb_cursor *cursor,
 
 // Closes a cursor. Using it afterwards (including a second close) gives CLOSED.
 int32_t kahadb_cursor_close(kahadb_cursor *cursor);
+
+// Fills `options` with the defaults. Does nothing if `options` is NULL.
+//
+// # Safety
+// `options` is NULL or points to writable memory for one `kahadb_election_options`.
+void kahadb_election_options_init(kahadb_election_options *options);
+
+// Opens the node of `node_options` (as `kahadb_node_open`) and starts the election of
+// `election_options` for it: the election makes it master, slave or neither, and `callback`
+// is told (see `kahadb_election_callback`, `KAHADB_ELECTION_*`). With the static elector the
+// node becomes master at once. On success stores the handle in `*out`; close it with
+// `kahadb_elected_node_close`.
+//
+// `free_user_data` (may be NULL) is called with `user_data` exactly once: after the last
+// callback, when the elected node is closed, or before this returns if it fails (for any
+// reason, NULL arguments included).
+//
+// Errors: NULL_ARGUMENT (`node_options`, `election_options`, `callback`, `out`, the node's
+// directory or uri NULL), INVALID_ARGUMENT (a string not UTF-8, an empty directory), CONFIG
+// (as `kahadb_node_open`; a ZooKeeper path not absolute or ending in '/', an empty ZooKeeper
+// address, a session timeout under 400 ms), CORRUPT, IO, LOCKED.
+//
+// # Safety
+// `node_options` and `election_options` are NULL or point to initialised options whose
+// strings are NULL or NUL-terminated; `out` is NULL or points to writable memory for a
+// pointer; `user_data` may be used from another thread.
+int32_t kahadb_elected_node_start(const kahadb_node_options *node_options,
+                                  const kahadb_election_options *election_options,
+                                  kahadb_election_callback callback,
+                                  void *user_data,
+                                  kahadb_free_user_data free_user_data,
+                                  kahadb_elected_node **out);
+
+// A new node handle on the node the election drives, in `*out_node`: `kahadb_node_status_json`,
+// `kahadb_node_role`, `kahadb_node_epoch`, `kahadb_node_store` (while it is master), the
+// `set_*` and `wait_*` calls work on it; do not change its role yourself (start, promote,
+// demote, stop), the election does. `kahadb_node_close` on it only releases the handle (the
+// node goes on); after `kahadb_elected_node_close` it reports a stopped node until released.
+//
+// Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle), NULL_ARGUMENT (`out_node` NULL).
+//
+// # Safety
+// `out_node` is NULL or points to writable memory for a pointer.
+int32_t kahadb_elected_node_node(kahadb_elected_node *elected,
+                                 kahadb_node **out_node);
+
+// Stops the node (a master stops serving first) and leaves the election (a ZooKeeper
+// session ends, so another node is elected at once), then closes the handle: using it again
+// gives CLOSED, a second close included. The events left are delivered, the last one
+// STOPPED, and `free_user_data` is called, before this returns, unless the callback does not
+// return within 5 seconds: then this returns anyway, and the dispatcher thread delivers the
+// rest and calls `free_user_data` whenever the callback returns. Called from the callback,
+// it does not wait for the callback.
+//
+// Errors: NULL_ARGUMENT/INVALID_HANDLE/CLOSED (handle).
+int32_t kahadb_elected_node_close(kahadb_elected_node *elected);
 
 // Fills `options` with the defaults. Does nothing if `options` is NULL.
 //

@@ -9,13 +9,19 @@
 //! A store handle either owns its store or stands for the store of a replication node (see
 //! [`StoreHandle`]); both bridges reach the store through [`StoreHandle::store`] and retire the
 //! handle with [`StoreHandle::close`].
+//!
+//! Likewise a node handle either owns its node or stands for the node of an elected node
+//! ([`ELECTED`]), which the election drives: [`NodeRegistry::remove`] hands back a
+//! [`NodeRelease`] whose `stop` stops an owned node only, so closing a handle of the second kind
+//! only releases it.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use once_cell::sync::Lazy;
 
+use crate::election::ElectionDriver;
 use crate::error::{Error, ErrorCode, Result};
 use crate::journal::{Cursor, Journal};
 use crate::replication::node::Node;
@@ -44,9 +50,14 @@ impl<T> Registry<T> {
 
     /// Stores a value and returns its new handle (never 0).
     pub fn insert(&self, value: T) -> u64 {
+        self.insert_arc(Arc::new(value))
+    }
+
+    /// Stores a shared value and returns its new handle (never 0).
+    pub fn insert_arc(&self, value: Arc<T>) -> u64 {
         let serial = self.next.fetch_add(1, Ordering::Relaxed) & SERIAL_MASK;
         let id = (self.tag << TAG_SHIFT) | serial;
-        self.write_map().insert(id, Arc::new(value));
+        self.write_map().insert(id, value);
         id
     }
 
@@ -105,8 +116,97 @@ pub static JOURNALS: Lazy<Registry<Journal>> = Lazy::new(|| Registry::new(0x4a, 
 pub static CURSORS: Lazy<Registry<Mutex<Cursor>>> = Lazy::new(|| Registry::new(0x43, "cursor"));
 /// Open stores: opened through a bridge, or handed out by a replication node.
 pub static STORES: Lazy<Registry<StoreHandle>> = Lazy::new(|| Registry::new(0x53, "store"));
-/// Open replication nodes.
-pub static NODES: Lazy<Registry<Node>> = Lazy::new(|| Registry::new(0x4e, "node"));
+/// Open replication nodes: opened through a bridge, or handed out by an elected node.
+pub static NODES: Lazy<NodeRegistry> = Lazy::new(|| NodeRegistry {
+    nodes: Registry::new(0x4e, "node"),
+    borrowed: Mutex::new(HashSet::new()),
+});
+/// Open elected nodes.
+pub static ELECTED: Lazy<Registry<ElectedNode>> = Lazy::new(|| Registry::new(0x45, "elected node"));
+
+/// The table of node handles: a [`Registry`] whose handles either own their node (closing the
+/// handle stops it) or borrow the node of an elected node (closing the handle releases it).
+pub struct NodeRegistry {
+    nodes: Registry<Node>,
+    /// The handles that borrow their node.
+    borrowed: Mutex<HashSet<u64>>,
+}
+
+impl NodeRegistry {
+    /// A handle that owns `node`.
+    pub fn insert(&self, node: Node) -> u64 {
+        self.nodes.insert(node)
+    }
+
+    /// A handle on a node someone else owns (an elected node's).
+    pub fn insert_borrowed(&self, node: Arc<Node>) -> u64 {
+        let mut borrowed = self.borrowed_set();
+        let id = self.nodes.insert_arc(node);
+        borrowed.insert(id);
+        id
+    }
+
+    /// The node behind a handle.
+    pub fn get(&self, id: u64) -> Result<Arc<Node>> {
+        self.nodes.get(id)
+    }
+
+    /// Removes a handle from the table; `stop` on the result stops the node if the handle
+    /// owned it.
+    pub fn remove(&self, id: u64) -> Result<NodeRelease> {
+        let node = self.nodes.remove(id)?;
+        let owned = !self.borrowed_set().remove(&id);
+        Ok(NodeRelease { node, owned })
+    }
+
+    fn borrowed_set(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.borrowed.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A node handle just closed (see [`NodeRegistry::remove`]).
+pub struct NodeRelease {
+    node: Arc<Node>,
+    owned: bool,
+}
+
+impl NodeRelease {
+    /// Stops the node if the handle owned it; does nothing for an elected node's.
+    pub fn stop(&self) {
+        if self.owned {
+            self.node.stop();
+        }
+    }
+}
+
+/// A replication node driven by an election (see [`ElectionDriver`]), as both bridges hold it.
+pub struct ElectedNode {
+    node: Arc<Node>,
+    driver: Mutex<Option<ElectionDriver>>,
+}
+
+impl ElectedNode {
+    pub fn new(driver: ElectionDriver) -> ElectedNode {
+        ElectedNode {
+            node: driver.node().clone(),
+            driver: Mutex::new(Some(driver)),
+        }
+    }
+
+    /// The node the election drives.
+    pub fn node(&self) -> &Arc<Node> {
+        &self.node
+    }
+
+    /// Called once the handle has left [`ELECTED`]: leaves the election and stops the node
+    /// (see [`ElectionDriver::stop`]). Idempotent.
+    pub fn close(&self) {
+        let driver = self.driver.lock().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(mut d) = driver {
+            d.stop();
+        }
+    }
+}
 
 /// What a store handle stands for.
 pub enum StoreHandle {

@@ -14,8 +14,10 @@
 
 #![allow(non_camel_case_types)]
 
+mod election;
 mod node;
 mod store;
+pub use election::*;
 pub use node::*;
 pub use store::*;
 

@@ -136,7 +136,7 @@ fn string_opt(p: &mut Packer, s: Option<&str>) {
 /// byte length and UTF-8, `string?` the same or the i32 -1 for none):
 ///
 /// ```text
-/// status    = u8 role (Node.Role ordinal), string node, i64 epoch, string? master,
+/// status    = u8 role (Node.Role ordinal), string node, i64 epoch, i64 lineage, string? master,
 ///             position, i64 minimumReplicas, i64 replicationTimeoutMs,
 ///             i32 n, n x slave,
 ///             u8 link (0 none, else NodeStatus.LinkState ordinal + 1), i64 bytesToGo,
@@ -151,6 +151,7 @@ pub(crate) fn pack_status(st: &NodeStatus) -> Vec<u8> {
     p.u8(role_ordinal(st.role) as u8);
     p.string(&st.node);
     p.i64(saturating(st.epoch));
+    p.i64(saturating(st.lineage));
     string_opt(&mut p, st.master.as_deref());
     position(&mut p, st.position);
     p.i64(saturating(st.minimum_replicas as u64));
@@ -484,7 +485,7 @@ mod tests {
             role: Role::Master,
             node: "127.0.0.1:7000".into(),
             epoch: 3,
-            lineage: 3,
+            lineage: 2,
             master: Some("kdbr://127.0.0.1:7000".into()),
             position: Position {
                 file: 2,
@@ -513,6 +514,7 @@ mod tests {
         assert_eq!(r.u8().unwrap(), 1);
         assert_eq!(r.string().unwrap(), "127.0.0.1:7000");
         assert_eq!(r.i64().unwrap(), 3);
+        assert_eq!(r.i64().unwrap(), 2, "lineage");
         assert_eq!(
             r.string_opt().unwrap().as_deref(),
             Some("kdbr://127.0.0.1:7000")

@@ -14,6 +14,8 @@ import java.util.List;
  * @param role the node's role
  * @param node this node's identity, {@code host:port}
  * @param epoch the highest epoch this node knows
+ * @param lineage the epoch of the master whose journal this node's copy is a prefix of, as last
+ *     recorded in its directory (its own epoch as master, its master's as a slave)
  * @param master a slave's master ({@code kdbr://host:port}), a master's own address, else null
  * @param position a master's written journal position; a slave's durable one
  * @param minimumReplicas live slaves a synchronous write waits for
@@ -24,9 +26,9 @@ import java.util.List;
  * @param applied a slave: where its hot standby index stands, else null
  * @param lastError a slave: why its link last ended (a full disk, a master gone, ...), or null
  */
-public record NodeStatus(Node.Role role, String node, long epoch, String master, Position position,
-        long minimumReplicas, long replicationTimeoutMs, List<Slave> slaves, LinkState link, long bytesToGo,
-        Position applied, String lastError) {
+public record NodeStatus(Node.Role role, String node, long epoch, long lineage, String master,
+        Position position, long minimumReplicas, long replicationTimeoutMs, List<Slave> slaves, LinkState link,
+        long bytesToGo, Position applied, String lastError) {
 
     /** A place in the journal: a data file id and an offset in it. */
     public record Position(long file, long offset) {
@@ -85,7 +87,7 @@ public record NodeStatus(Node.Role role, String node, long epoch, String master,
      * {@code string?} the same or the int32 -1 for none:
      *
      * <pre>
-     * status    = u8 role, string node, i64 epoch, string? master, position,
+     * status    = u8 role, string node, i64 epoch, i64 lineage, string? master, position,
      *             i64 minimumReplicas, i64 replicationTimeoutMs, i32 n, n x slave,
      *             u8 link (0 none, else LinkState ordinal + 1), i64 bytesToGo,
      *             position? applied, string? lastError
@@ -105,6 +107,7 @@ public record NodeStatus(Node.Role role, String node, long epoch, String master,
             Node.Role role = ordinal(Node.Role.values(), b.get(), "role");
             String node = string(b);
             long epoch = b.getLong();
+            long lineage = b.getLong();
             String master = stringOrNull(b);
             Position position = position(b);
             long minimumReplicas = b.getLong();
@@ -130,7 +133,7 @@ public record NodeStatus(Node.Role role, String node, long epoch, String master,
             if (b.hasRemaining()) {
                 throw malformed(b.remaining() + " bytes left over");
             }
-            return new NodeStatus(role, node, epoch, master, position, minimumReplicas, replicationTimeoutMs,
+            return new NodeStatus(role, node, epoch, lineage, master, position, minimumReplicas, replicationTimeoutMs,
                     slaves, link, bytesToGo, applied, lastError);
         } catch (BufferUnderflowException e) {
             throw malformed("truncated");
