@@ -12,6 +12,7 @@ import java.util.Locale;
 import org.apache.activemq.broker.BrokerContext;
 import org.apache.activemq.broker.BrokerFactory;
 import org.apache.activemq.broker.BrokerService;
+import org.apache.activemq.broker.TransportConnector;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.w3c.dom.Document;
@@ -267,25 +268,41 @@ final class ReplicatedBrokerRules {
             problem = "deleteAllMessagesOnStartup is set (a node's data is the cluster's)";
         }
         if (problem != null) {
-            dispose(broker);
+            if (broker.isStarted()) {
+                dispose(broker);
+            } else {
+                discard(broker);
+            }
             throw new BrokerConfigException("brokerURI '" + brokerURI + "': " + problem);
         }
         return broker;
     }
 
     /**
-     * Stops a broker (started or not) and closes the Spring application context an {@code xbean:}
-     * config leaves open (ActiveMQ's factory does not close it).
+     * Releases a broker that was created and never started: a {@code broker:} URI's connectors
+     * bind their ports when the broker is created, so they are stopped. Its {@code stop()} is
+     * not called (on a broker that never started it stops the default store it made up, noisily)
+     * and an {@code xbean:} config's Spring context is left to the garbage collector (closing it
+     * would call that {@code stop()}).
+     */
+    static void discard(BrokerService broker) {
+        for (TransportConnector c : broker.getTransportConnectors()) {
+            try {
+                c.stop();
+            } catch (Exception e) {
+                LOG.debug("releasing connector {}: {}", c.getName(), e.toString());
+            }
+        }
+    }
+
+    /**
+     * Stops a broker that was started (or whose start was attempted), and closes the Spring
+     * application context of an {@code xbean:} config (ActiveMQ's factory leaves it open).
      */
     static void dispose(BrokerService broker) {
         try {
-            // Also a broker that never started: a broker: URI's connectors are bound when it is
-            // created, and only stop() releases them.
-            boolean started = broker.isStarted();
             broker.stop();
-            if (started) {
-                broker.waitUntilStopped();
-            }
+            broker.waitUntilStopped();
         } catch (Exception e) {
             LOG.warn("stopping broker {}: {}", broker.getBrokerName(), e.toString());
         }
@@ -299,8 +316,7 @@ final class ReplicatedBrokerRules {
             } catch (ReflectiveOperationException e) {
                 // Not a Spring context: nothing to close.
             } catch (Exception e) {
-                LOG.warn("closing the Spring context of broker {}: {}", broker.getBrokerName(),
-                        e.toString());
+                LOG.warn("closing the Spring context of broker {}: {}", broker.getBrokerName(), e.toString());
             }
         }
     }

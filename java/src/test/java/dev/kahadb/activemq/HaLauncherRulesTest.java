@@ -99,7 +99,7 @@ class HaLauncherRulesTest {
             assertFalse(b.isStarted());
             assertEquals("ok", b.getBrokerName());
         } finally {
-            ReplicatedBrokerRules.dispose(b);
+            ReplicatedBrokerRules.discard(b);
         }
         assertFalse(Files.exists(dir.resolve("data")), "nothing was written");
     }
@@ -123,7 +123,7 @@ class HaLauncherRulesTest {
             assertFalse(b.isStarted());
             assertEquals("u", b.getBrokerName());
         } finally {
-            ReplicatedBrokerRules.dispose(b);
+            ReplicatedBrokerRules.discard(b);
         }
         // An unknown broker property is ActiveMQ's own error, reported when the config is created.
         URI bad = ReplicatedBrokerRules.check("broker:(tcp://127.0.0.1:0)?noSuchThing=1", null);
@@ -211,7 +211,7 @@ class HaLauncherRulesTest {
             assertFalse(b.isStarted());
             assertEquals("kahadb-ha", b.getBrokerName());
         } finally {
-            ReplicatedBrokerRules.dispose(b);
+            ReplicatedBrokerRules.discard(b);
         }
     }
 }
