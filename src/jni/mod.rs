@@ -37,6 +37,7 @@
 //! static native void close0(long cursor);
 //! ```
 
+mod election;
 mod error;
 mod node;
 mod store;

@@ -59,6 +59,14 @@ public final class Node implements AutoCloseable {
     }
 
     /**
+     * The node of an {@link ElectedNode}, on a handle that only releases the node when closed
+     * (the election owns it).
+     */
+    static Node ofElected(Path directory, String uri, long handle) {
+        return new Node(directory, uri, handle);
+    }
+
+    /**
      * Opens a node, stopped: checks the options, creates the directory if needed and reads the
      * epoch the node knows. Nothing listens and no store is open until {@link #startMaster(long)}
      * or {@link #startSlave(String)}.
