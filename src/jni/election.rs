@@ -28,7 +28,9 @@ use jni::objects::{JClass, JObject, JString};
 use jni::refs::{Global, Reference as _};
 use jni::signature::{Primitive, ReturnType};
 use jni::sys::{jboolean, jint, jlong};
-use jni::{jni_sig, jni_str, Env, EnvUnowned, JValue, JavaVM};
+use jni::{
+    jni_sig, jni_str, AttachConfig, Env, EnvUnowned, JValue, JavaVM, DEFAULT_LOCAL_FRAME_CAPACITY,
+};
 
 use crate::election::driver::{ElectionConfig, HostEvent};
 use crate::election::ElectionDriver;
@@ -99,9 +101,12 @@ impl Listener {
             HostEvent::StatusChanged(_) => "statusChanged",
             HostEvent::Stopped { .. } => "stopped",
         };
-        let result = self
-            .vm
-            .attach_current_thread(|env| -> jni::errors::Result<()> {
+        // Attached for good the first time, as a Java thread named after the dispatcher.
+        let config = || AttachConfig::new().thread_name(jni_str!("kahadb-election-events"));
+        let result = self.vm.attach_current_thread_with_config(
+            config,
+            Some(DEFAULT_LOCAL_FRAME_CAPACITY),
+            |env| -> jni::errors::Result<()> {
                 let r = self.call(env, event);
                 if env.exception_check() {
                     // The listener threw: its stack trace goes to standard error, and the
@@ -112,7 +117,8 @@ impl Listener {
                     return Ok(());
                 }
                 r
-            });
+            },
+        );
         if let Err(e) = result {
             log::error!("election: delivering {what} to the ElectionListener failed: {e}");
         }

@@ -149,6 +149,7 @@ class ElectedNodeTest {
             Event m = r.await(ev -> ev.kind().equals("master"), "becameMaster");
             assertTrue(m.epoch() >= 1, "epoch " + m.epoch());
             assertNotEquals(Thread.currentThread(), m.thread(), "a dispatcher thread of its own");
+            assertEquals("kahadb-election-events", m.thread().getName());
             firstEpoch = m.epoch();
             Node n = e.node();
             assertEquals(Node.Role.MASTER, n.role());
