@@ -490,6 +490,8 @@ fn apply(shared: &Shared, event: &ElectionEvent) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::codec::DestinationType;
+    use crate::store::state::DestKey;
     use std::sync::mpsc::RecvTimeoutError;
 
     fn config(dir: &std::path::Path) -> NodeConfig {
@@ -552,7 +554,20 @@ mod tests {
             .position(|e| matches!(e, HostEvent::BecameMaster { .. }))
             .unwrap();
         assert_eq!(master_at, events.len() - 2, "the role, then its status");
-        assert!(d.node().store().is_ok());
+        // New positions alone are no status change.
+        let store = d.node().store().unwrap();
+        let q = DestKey::new(DestinationType::Queue, "orders");
+        for i in 0..20 {
+            store
+                .add_message(&q, &format!("m:{i}"), 4, false, vec![1u8; 100], true)
+                .unwrap();
+        }
+        drop(store);
+        assert_eq!(
+            rx.recv_timeout(SAMPLE * 6),
+            Err(RecvTimeoutError::Timeout),
+            "no event for writes"
+        );
         assert_eq!(
             freed_rx.try_recv(),
             Err(std::sync::mpsc::TryRecvError::Empty)
@@ -596,5 +611,52 @@ mod tests {
         let t = std::time::Instant::now();
         d.stop();
         assert!(t.elapsed() < DISPATCH_CLOSE_WAIT + Duration::from_secs(2));
+    }
+
+    #[test]
+    fn a_hook_that_never_returns_delays_stop_a_bounded_time_and_is_dropped_when_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let (entered_tx, entered_rx) = channel::<()>();
+        let (release_tx, release_rx) = channel::<()>();
+        let (freed_tx, freed_rx) = channel::<()>();
+        struct Freed(Sender<()>);
+        impl Drop for Freed {
+            fn drop(&mut self) {
+                let _ = self.0.send(());
+            }
+        }
+        let freed = Freed(freed_tx);
+        let mut blocked = false;
+        let hook: EventHook = Box::new(move |_| {
+            let _keep = &freed;
+            if !blocked {
+                blocked = true;
+                let _ = entered_tx.send(());
+                let _ = release_rx.recv();
+            }
+        });
+        let mut d =
+            ElectionDriver::open(config(dir.path()), &ElectionConfig::Static, hook).unwrap();
+        entered_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        let t = std::time::Instant::now();
+        d.stop();
+        let took = t.elapsed();
+        assert!(
+            took >= DISPATCH_CLOSE_WAIT && took < DISPATCH_CLOSE_WAIT + Duration::from_secs(3),
+            "{took:?}"
+        );
+        assert_eq!(
+            d.node().role(),
+            Role::Stopped,
+            "the node stopped all the same"
+        );
+        assert!(
+            freed_rx.try_recv().is_err(),
+            "not dropped while its call runs"
+        );
+        release_tx.send(()).unwrap();
+        freed_rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("dropped once its call returned");
     }
 }
