@@ -186,4 +186,30 @@ class HaLauncherStaticTest {
         assertFalse(Files.exists(node), "the node's directory was not created");
         assertFalse(ManagementFactory.getPlatformMBeanServer().isRegistered(name));
     }
+
+    /** A broker that cannot start (its port is taken) makes the node leave the election. */
+    @Test
+    void aBrokerThatFailsToStartMakesTheNodeResign() throws Exception {
+        try (ServerSocket taken = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
+            Path xml = dir.resolve("ha-broker.xml");
+            Files.writeString(xml, HaLauncherRulesTest.brokerXml("brokerName=\"ha-fail\" start=\"false\" "
+                    + "useJmx=\"false\" dataDirectory=\"" + dir.resolve("broker-data") + "\"",
+                    "<transportConnectors><transportConnector uri=\"tcp://127.0.0.1:" + taken.getLocalPort()
+                    + "\"/></transportConnectors>"));
+            String uri = "kdbr://127.0.0.1:" + freePort();
+            ReplicatedBroker rb = ReplicatedBroker.start(new ReplicatedBrokerConfig().setBrokerURI("xbean:" + xml)
+                    .setUri(uri).setDirectory(dir.resolve("node").toFile()).setZookeeper("none"));
+            try {
+                String why = rb.failure().get(30, java.util.concurrent.TimeUnit.SECONDS);
+                assertTrue(why.contains("failed to start"), why);
+                assertNotNull(rb.getLastError());
+                await("the node is closed", () -> rb.node().isClosed());
+                assertFalse(rb.isBrokerStarted());
+                ObjectName name = new ObjectName("dev.kahadb:type=ReplicatedBroker,name=" + ObjectName.quote(uri));
+                await("the MBean is gone", () -> !ManagementFactory.getPlatformMBeanServer().isRegistered(name));
+            } finally {
+                rb.close();
+            }
+        }
+    }
 }
