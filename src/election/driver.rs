@@ -95,16 +95,19 @@ pub enum ElectionConfig {
 /// The dispatcher's end of the events.
 struct Dispatch {
     events: Option<Sender<HostEvent>>,
-    /// The last role event sent was a role (not `Stopped`): stopping sends `Stopped`.
-    role_held: bool,
+    /// No `Stopped` since the start or the last role event: stopping sends one, so that a
+    /// host's last event is always `Stopped`.
+    owes_stopped: bool,
     last_status: Option<StatusKey>,
 }
 
 impl Dispatch {
     fn send(&mut self, event: HostEvent) {
         match &event {
-            HostEvent::BecameMaster { .. } | HostEvent::BecameSlave { .. } => self.role_held = true,
-            HostEvent::Stopped { .. } => self.role_held = false,
+            HostEvent::BecameMaster { .. } | HostEvent::BecameSlave { .. } => {
+                self.owes_stopped = true
+            }
+            HostEvent::Stopped { .. } => self.owes_stopped = false,
             HostEvent::StatusChanged(_) => {}
         }
         if let Some(tx) = &self.events {
@@ -236,7 +239,7 @@ impl ElectionDriver {
             errors: Mutex::new(Vec::new()),
             dispatch: Mutex::new(Dispatch {
                 events,
-                role_held: false,
+                owes_stopped: true,
                 last_status: None,
             }),
             applying: Mutex::new(()),
@@ -323,7 +326,7 @@ impl ElectionDriver {
         }
         {
             let mut d = lock(&self.shared.dispatch);
-            if d.role_held {
+            if d.owes_stopped {
                 d.send(HostEvent::Stopped {
                     reason: "the election was stopped".to_owned(),
                 });
@@ -426,7 +429,7 @@ fn apply_all(shared: &Shared, rx: Receiver<ElectionEvent>) {
             // Only the end of a role still reaches the host.
             if let ElectionEvent::Stopped { reason } = event {
                 let mut d = lock(&shared.dispatch);
-                if d.role_held {
+                if d.owes_stopped {
                     d.send(HostEvent::Stopped { reason });
                 }
             }

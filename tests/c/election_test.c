@@ -341,6 +341,11 @@ static void test_misuse(const char *scratch) {
         /* The node opened; its election must then fail to make it master (the directory is
          * locked): close it all the same. */
         EXPECT_RC(kahadb_elected_node_close(en2), KAHADB_OK);
+        pthread_mutex_lock(&s2.lock);
+        CHECK(s2.masters == 0, "the second node never became master: %d", s2.masters);
+        CHECK(s2.stopped >= 1 && s2.after_stopped == 0, "STOPPED last: %d, %d after it",
+              s2.stopped, s2.after_stopped);
+        pthread_mutex_unlock(&s2.lock);
     }
     CHECK(frees_of(&s2) == 1, "second start: freed once: %d", frees_of(&s2));
     EXPECT_RC(kahadb_node_close(n), KAHADB_OK);
