@@ -7,8 +7,14 @@
 //! kahadb-node --dir DIR --uri kdbr://HOST:PORT [--master EPOCH | --slave-of kdbr://HOST:PORT]
 //!             [--min-replicas N] [--timeout-ms MS] [--sessions N] [--file-length BYTES]
 //!             [--batch-size BYTES] [--preallocation zeros|sparse|none] [--cluster NAME]
-//!             [--ack-log FILE]
+//!             [--ack-log FILE] [--zookeeper HOST:PORT[,...] [--zk-path PATH]
+//!             [--session-timeout-ms MS]]
 //! ```
+//!
+//! With `--zookeeper` the node's role is decided by the ZooKeeper election (`docs/ELECTION.md`):
+//! it joins the election at start and becomes master or a slave of the elected master on its
+//! own; `--master`/`--slave-of` and the role commands are then refused by the election's
+//! driver's next event, so do not mix them.
 //!
 //! Without `--master` or `--slave-of` the node starts stopped. Once started it prints
 //! `READY <status JSON>`, then reads one command per line and answers each with one line:
@@ -56,17 +62,19 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use kahadb::election::{ElectionDriver, ZooKeeperConfig, ZooKeeperElector};
 use kahadb::journal::Preallocation;
 use kahadb::replication::node::{Node, NodeConfig};
 use kahadb::store::codec::DestinationType;
 use kahadb::store::state::DestKey;
 use kahadb::testkit::{check_pattern_record, pattern_record};
 use kahadb::{Error, ErrorCode, Result};
+use std::sync::Arc;
 
 const USAGE: &str = "usage: kahadb-node --dir DIR --uri kdbr://HOST:PORT [--master EPOCH | --slave-of kdbr://HOST:PORT]
                    [--min-replicas N] [--timeout-ms MS] [--sessions N] [--file-length BYTES]
                    [--batch-size BYTES] [--preallocation zeros|sparse|none] [--cluster NAME]
-                   [--ack-log FILE]
+                   [--ack-log FILE] [--zookeeper HOST:PORT [--zk-path PATH] [--session-timeout-ms MS]]
 then one command per line on standard input (one answer line each on standard output):
   status | master EPOCH | slave-of URI | promote EPOCH | demote URI | stop
   set-min N | set-timeout MS | wait-live N MS
@@ -83,6 +91,8 @@ struct Options {
     config: NodeConfig,
     start: Start,
     ack_log: Option<PathBuf>,
+    /// The ZooKeeper election, when asked for.
+    election: Option<ZooKeeperConfig>,
 }
 
 fn bad(what: impl Into<String>) -> Error {
@@ -106,6 +116,9 @@ fn parse_options(args: &[String]) -> Result<Options> {
     let mut batch_size = None;
     let mut preallocation = None;
     let mut cluster = None;
+    let mut zookeeper = None;
+    let mut zk_path = None;
+    let mut session_timeout = None;
     let mut it = args.iter();
     while let Some(flag) = it.next() {
         match flag.as_str() {
@@ -134,6 +147,9 @@ fn parse_options(args: &[String]) -> Result<Options> {
             }
             "--cluster" => cluster = it.next().cloned(),
             "--ack-log" => ack_log = it.next().map(PathBuf::from),
+            "--zookeeper" => zookeeper = it.next().cloned(),
+            "--zk-path" => zk_path = it.next().cloned(),
+            "--session-timeout-ms" => session_timeout = Some(number::<u64>(flag, it.next())?),
             other => return Err(bad(format!("unknown option {other}"))),
         }
     }
@@ -161,10 +177,33 @@ fn parse_options(args: &[String]) -> Result<Options> {
     if let Some(c) = cluster {
         config.cluster = c;
     }
+    let election = match zookeeper {
+        Some(connect) => {
+            if !matches!(start, Start::Stopped) {
+                return Err(bad(
+                    "--zookeeper decides the role: --master and --slave-of cannot go with it",
+                ));
+            }
+            let mut z = ZooKeeperConfig::new(&config.cluster, &config.uri);
+            z.connect = connect;
+            if let Some(p) = zk_path {
+                z.root = p;
+            }
+            if let Some(t) = session_timeout {
+                z.session_timeout = Duration::from_millis(t);
+            }
+            Some(z)
+        }
+        None if zk_path.is_some() || session_timeout.is_some() => {
+            return Err(bad("--zk-path and --session-timeout-ms need --zookeeper"))
+        }
+        None => None,
+    };
     Ok(Options {
         config,
         start,
         ack_log,
+        election,
     })
 }
 
@@ -212,6 +251,9 @@ fn main() -> ExitCode {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{answer}");
         let _ = out.flush();
+    }
+    if let Some(mut d) = session.driver.take() {
+        d.stop();
     }
     session.node.stop();
     println!("BYE");
@@ -278,7 +320,11 @@ fn one_line(s: &str) -> String {
 }
 
 struct Session {
-    node: Node,
+    node: Arc<Node>,
+    /// The election driving the node (with `--zookeeper`).
+    driver: Option<ElectionDriver>,
+    /// The epoch at which the id counter was last brought past the store's ids.
+    counted_at: u64,
     /// The next k of the ids `p:<k>` written.
     next: u64,
     ack_log: Option<File>,
@@ -296,9 +342,18 @@ impl Session {
             ),
             None => None,
         };
-        let node = Node::new(options.config)?;
+        let node = Arc::new(Node::new(options.config)?);
+        let driver = match options.election {
+            Some(z) => Some(ElectionDriver::start(
+                node.clone(),
+                Box::new(ZooKeeperElector::new(z)?),
+            )?),
+            None => None,
+        };
         let mut s = Session {
             node,
+            driver,
+            counted_at: 0,
             next: 0,
             ack_log,
         };
@@ -431,6 +486,13 @@ impl Session {
 
     fn write(&mut self, q: &str, n: u64, size: usize, sync: bool) -> Result<String> {
         let store = self.node.store()?;
+        // A node that became master since the last write (an election) counts on past the
+        // ids its store holds.
+        let epoch = self.node.epoch();
+        if epoch != self.counted_at {
+            self.counted_at = epoch;
+            self.count_on();
+        }
         let dest = queue(q);
         let first = self.next;
         for i in 0..n {

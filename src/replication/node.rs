@@ -670,15 +670,17 @@ impl Node {
     fn stop_master(&self, m: MasterRole) {
         // Waiting writes fail first: from here this node's acknowledgement means nothing.
         m.slaves.close();
-        self.end_task(m.server);
-        m.store.journal().set_batch_tap(None);
-        m.store.set_replication(None);
+        // The store closes while its replication still says no: a write that slips in between
+        // must not be acknowledged as if the store had never been replicated.
         if let Err(e) = m.store.close() {
             log::warn!(
                 "replication: closing the store of {} failed: {e}",
                 self.me.node
             );
         }
+        self.end_task(m.server);
+        m.store.journal().set_batch_tap(None);
+        m.store.set_replication(None);
         log::info!("replication: {} stopped being master", self.me.node);
     }
 
