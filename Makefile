@@ -62,11 +62,12 @@ $(CTEST_DIR)/%: tests/c/%.c include/kahadb.h build
 	@mkdir -p $(CTEST_DIR)
 	gcc $(CFLAGS_TEST) $< -o $@ -L$(NATIVE_DIR) -lkahadb -Wl,-rpath,$(NATIVE_DIR) -lpthread
 
-test-c: $(CTEST_DIR)/journal_test $(CTEST_DIR)/store_test $(CTEST_DIR)/node_test
+test-c: $(CTEST_DIR)/journal_test $(CTEST_DIR)/store_test $(CTEST_DIR)/node_test $(CTEST_DIR)/election_test
 	@rm -rf $(CTEST_DIR)/scratch && mkdir -p $(CTEST_DIR)/scratch
 	$(CTEST_DIR)/journal_test $(CTEST_DIR)/scratch
 	$(CTEST_DIR)/store_test $(CTEST_DIR)/scratch
 	$(CTEST_DIR)/node_test $(CTEST_DIR)/scratch
+	$(CTEST_DIR)/election_test $(CTEST_DIR)/scratch
 
 java: build
 	cd java && $(MVN) -q package -DskipTests -Dkahadb.native.dir=$(NATIVE_DIR)
