@@ -5,18 +5,15 @@
 //! comments below are the C-facing contract and end up in `include/kahadb.h`;
 //! `src/jni/election.rs` mirrors them for Java.
 
-use std::ffi::{c_char, c_void, CStr, CString};
-use std::path::PathBuf;
+use std::ffi::{c_char, c_void, CString};
 use std::time::Duration;
 
-use super::node::{kahadb_node, kahadb_node_options};
+use super::node::{kahadb_node, kahadb_node_options, node_config, text};
 use super::{guard, null, KAHADB_OK};
 use crate::election::driver::{ElectionConfig, HostEvent};
 use crate::election::ElectionDriver;
-use crate::error::{Error, ErrorCode, Result};
+use crate::error::Result;
 use crate::handles::{ElectedNode, ELECTED, NODES};
-use crate::replication::node::{NodeConfig, DEFAULT_CLUSTER};
-use crate::store::StoreConfig;
 
 /// `kahadb_election_event.kind`: the node is master at `epoch`; its store is open
 /// (`kahadb_node_store` on the handle of `kahadb_elected_node_node`).
@@ -164,57 +161,6 @@ impl Callback {
 
 fn elected_id(e: *const kahadb_elected_node) -> u64 {
     e as usize as u64
-}
-
-/// # Safety
-/// `p` is NULL or points to a NUL-terminated string valid for `'a`.
-unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
-    if p.is_null() {
-        return Err(null(what));
-    }
-    // SAFETY: `p` is non-NULL and, per the caller's contract, NUL-terminated and valid for 'a.
-    let s = unsafe { CStr::from_ptr(p) };
-    s.to_str().map_err(|_| {
-        Error::new(
-            ErrorCode::InvalidArgument,
-            format!("{what} is not valid UTF-8"),
-        )
-    })
-}
-
-/// The core configuration of node options, as `kahadb_node_open` reads them.
-///
-/// # Safety
-/// The string fields of `o` are NULL or NUL-terminated strings.
-unsafe fn node_config(o: &kahadb_node_options) -> Result<NodeConfig> {
-    // SAFETY: per the contract, NULL or NUL-terminated.
-    let dir = unsafe { text(o.directory, "node_options.directory") }?;
-    if dir.is_empty() {
-        return Err(Error::new(
-            ErrorCode::InvalidArgument,
-            "node_options.directory is empty",
-        ));
-    }
-    // SAFETY: per the contract, NULL or NUL-terminated.
-    let uri = unsafe { text(o.uri, "node_options.uri") }?;
-    let cluster = if o.cluster.is_null() {
-        DEFAULT_CLUSTER.to_owned()
-    } else {
-        // SAFETY: non-NULL and, per the contract, NUL-terminated.
-        unsafe { text(o.cluster, "node_options.cluster") }?.to_owned()
-    };
-    let mut config = NodeConfig::new(PathBuf::from(dir), uri);
-    config.cluster = cluster;
-    config.minimum_replicas = o.minimum_replicas as usize;
-    config.replication_timeout = Duration::from_millis(o.replication_timeout_ms);
-    config.transfer_sessions = o.transfer_sessions as usize;
-    config.store = StoreConfig {
-        journal: o.store.journal.to_config()?,
-        checkpoint_every: o.store.checkpoint_every,
-        delete_all: o.store.delete_all,
-        ..StoreConfig::default()
-    };
-    Ok(config)
 }
 
 /// # Safety

@@ -108,7 +108,7 @@ fn role_value(r: Role) -> i32 {
 ///
 /// # Safety
 /// `p` is NULL or points to a NUL-terminated string that stays valid for `'a`.
-unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
+pub(super) unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
     if p.is_null() {
         return Err(null(what));
     }
@@ -126,7 +126,7 @@ unsafe fn text<'a>(p: *const c_char, what: &str) -> Result<&'a str> {
 ///
 /// # Safety
 /// The string fields of `o` are NULL or NUL-terminated strings.
-unsafe fn node_config(o: &kahadb_node_options) -> Result<NodeConfig> {
+pub(super) unsafe fn node_config(o: &kahadb_node_options) -> Result<NodeConfig> {
     // SAFETY: per the contract, NULL or NUL-terminated.
     let dir = unsafe { text(o.directory, "options.directory") }?;
     if dir.is_empty() {
