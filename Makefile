@@ -1,6 +1,7 @@
 # kahadb-rs build, test and benchmark entry points.
 #   make run     the main job: an ActiveMQ broker on tcp://127.0.0.1:61616 storing in kahadb-rs
 #   make test    everything: formatting, lints, Rust tests, the header check, C tests, Java tests
+#   make demo    three HA nodes and ZooKeeper: the master is killed, a slave takes over, nothing lost
 #   make bench   all benchmarks (results in bench/results/)
 
 SHELL := /bin/bash
@@ -15,7 +16,7 @@ CFLAGS_TEST := -std=c11 -D_GNU_SOURCE -O1 -g -Wall -Wextra -Werror -I$(ROOT)/inc
 export KAHADB_CHECK_HEADER ?= 1
 
 .PHONY: all build run demo broker-jar test test-rust test-c test-java lint fmt-check clippy java \
-        bench bench-journal bench-broker bench-replication deps clean
+        bench bench-journal bench-broker bench-replication bench-failover deps clean client
 
 all: build
 
@@ -27,7 +28,7 @@ build:
 
 # The main job: an ActiveMQ Classic broker storing in kahadb-rs, on tcp://127.0.0.1:61616 with its
 # data in data/broker (RUN_ARGS: see dev.kahadb.activemq.Main). Ctrl-C or SIGTERM stop it cleanly.
-# In a second terminal, `make demo` sends and receives a few messages (DEMO_ARGS="send 1000", ...).
+# In a second terminal, `make client` sends and receives a few messages (CLIENT_ARGS="send 1000", ...).
 RUNTIME_CP := java/target/runtime-classpath.txt
 BROKER_JAR := java/target/kahadb-0.1.0-SNAPSHOT.jar
 
@@ -36,9 +37,15 @@ run: broker-jar
 	@status=0; java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Main $(RUN_ARGS) || status=$$?; \
 	  if [ $$status -ne 130 ] && [ $$status -ne 143 ]; then exit $$status; fi
 
-demo:
+client:
 	@test -f $(RUNTIME_CP) || $(MAKE) broker-jar
-	java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Demo $(DEMO_ARGS)
+	java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.Demo $(CLIENT_ARGS)
+
+# The failover demo: a ZooKeeper server and three HA launchers on loopback (data in
+# target/demo), a JMS producer on a failover: URL, the master killed with SIGKILL, a slave taking
+# over, a consumer receiving every acknowledged message, and a summary (DEMO_ARGS: --help).
+demo: broker-jar
+	java -cp $(BROKER_JAR):$$(cat $(RUNTIME_CP)) dev.kahadb.activemq.cluster.FailoverDemo $(DEMO_ARGS)
 
 broker-jar: deps
 	$(CARGO) build --release
@@ -75,7 +82,7 @@ java: build
 test-java: build
 	cd java && $(MVN) verify -Dkahadb.native.dir=$(NATIVE_DIR)
 
-bench: bench-journal bench-broker bench-replication
+bench: bench-journal bench-broker bench-replication bench-failover
 
 bench-journal: deps build
 	@bash bench/journal.sh
@@ -85,6 +92,9 @@ bench-broker: deps build
 
 bench-replication: deps build
 	@bash bench/replication.sh
+
+bench-failover: deps build
+	@bash bench/failover.sh
 
 clean:
 	$(CARGO) clean

@@ -230,6 +230,17 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
             }
 
             @Override
+            public void statusChanged(NodeStatus s) {
+                if (s.role() == Node.Role.MASTER) {
+                    LOG.info("kahadb-ha {}: replication: {} live slave(s) of {} (minimumReplicas {}){}", config.getUri(),
+                            s.liveSlaves(), s.slaves().size(), s.minimumReplicas(), slaveList(s));
+                } else if (s.role() == Node.Role.SLAVE) {
+                    LOG.info("kahadb-ha {}: replication: link to {} {}", config.getUri(), s.master(),
+                            s.link() == null ? "down" : s.link().name().toLowerCase(java.util.Locale.ROOT));
+                }
+            }
+
+            @Override
             public void becameSlave(String master, long e) {
                 useLoader();
                 event("became slave of " + master + " at epoch " + e);
@@ -248,6 +259,15 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
                 stopBroker("the node stopped: " + reason);
             }
         };
+    }
+
+    private static String slaveList(NodeStatus s) {
+        StringBuilder b = new StringBuilder();
+        for (NodeStatus.Slave x : s.slaves()) {
+            b.append(b.length() == 0 ? ": " : ", ").append(x.node()).append(' ')
+                    .append(x.state().name().toLowerCase(java.util.Locale.ROOT));
+        }
+        return b.toString();
     }
 
     private void event(String what) {
