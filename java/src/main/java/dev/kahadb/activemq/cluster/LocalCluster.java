@@ -80,6 +80,8 @@ public final class LocalCluster implements AutoCloseable {
     private final List<ClusterNode> nodes = new ArrayList<>();
     private final List<Proxy> proxies = new ArrayList<>();
     private final String zookeeperPath;
+    private final List<String> splitBrains = new ArrayList<>();
+    private volatile boolean closing;
 
     /**
      * Lays the cluster out under {@code root} (created; it should be empty) and starts nothing.
@@ -220,11 +222,52 @@ public final class LocalCluster implements AutoCloseable {
      * first, at most every 250 ms) so that a failover is not stretched by the client's backoff.
      */
     public String failoverUrl() {
+        return failoverUrl("");
+    }
+
+    /**
+     * {@link #failoverUrl()} with options for each broker's tcp transport, e.g.
+     * {@code wireFormat.maxInactivityDuration=3000} (a client notices a frozen broker in 3 s).
+     */
+    public String failoverUrl(String tcpOptions) {
         StringJoiner j = new StringJoiner(",", "failover:(", ")");
         for (ClusterNode n : nodes) {
-            j.add("tcp://127.0.0.1:" + n.brokerPort());
+            j.add("tcp://127.0.0.1:" + n.brokerPort() + (tcpOptions.isEmpty() ? "" : "?" + tcpOptions));
         }
         return j + "?randomize=false&initialReconnectDelay=50&maxReconnectDelay=250";
+    }
+
+    /**
+     * Starts sampling, every 5 ms until {@link #close()}, how many unpaused nodes run their
+     * broker at once; {@link #splitBrains()} then lists every moment it was more than one.
+     */
+    public void watchForSplitBrain() {
+        Thread t = new Thread(() -> {
+            while (!closing) {
+                List<ClusterNode> m = masters();
+                if (m.size() > 1) {
+                    synchronized (splitBrains) {
+                        if (splitBrains.size() < 100) {
+                            splitBrains.add(java.time.Instant.now() + " " + m);
+                        }
+                    }
+                }
+                try {
+                    Thread.sleep(5);
+                } catch (InterruptedException e) {
+                    return;
+                }
+            }
+        }, "split-brain watch");
+        t.setDaemon(true);
+        t.start();
+    }
+
+    /** The moments two or more unpaused brokers ran at once (see {@link #watchForSplitBrain()}). */
+    public List<String> splitBrains() {
+        synchronized (splitBrains) {
+            return new ArrayList<>(splitBrains);
+        }
     }
 
     /** The nodes whose broker runs now and that are not paused. */
@@ -277,6 +320,7 @@ public final class LocalCluster implements AutoCloseable {
     /** Stops every node (SIGTERM), the proxies and ZooKeeper. */
     @Override
     public void close() {
+        closing = true;
         boolean interrupted = false;
         for (ClusterNode n : nodes) {
             try {
