@@ -288,8 +288,9 @@ public final class FailoverDemo {
             System.out.flush();
             System.err.println();
             System.err.println("FailoverDemo: ERROR: " + e.getMessage());
-            if (e.getCause() != null) {
-                System.err.println("  cause: " + e.getCause());
+            Throwable cause = e.getCause();
+            if (cause != null && (cause.getMessage() == null || !e.getMessage().contains(cause.getMessage()))) {
+                System.err.println("  cause: " + cause);
             }
             status = EXIT_FAILED;
         } catch (InterruptedException e) {
@@ -390,11 +391,13 @@ public final class FailoverDemo {
         } catch (IOException e) {
             throw new DemoFailure("cannot lay the cluster out in " + dir + ": " + e.getMessage(), e);
         }
-        Cleanup cleanup = new Cleanup(cluster);
+        Cleanup cleanup = new Cleanup(cluster, p);
         Thread hook = new Thread(cleanup::shutdownHook, "failover demo cleanup");
         Runtime.getRuntime().addShutdownHook(hook);
         try {
-            return demo(o, cluster, dir, p);
+            // Shown relative to the project when inside it (target/demo), as the docs name it.
+            Path shown = dir.startsWith(projectRoot) ? projectRoot.relativize(dir) : dir;
+            return demo(o, cluster, dir, shown, p);
         } catch (DemoFailure e) {
             throw cleanup.interrupted() ? new DemoFailure("stopped", null) : e;
         } catch (IOException | RuntimeException e) {
@@ -409,10 +412,10 @@ public final class FailoverDemo {
         }
     }
 
-    private static Summary demo(Options o, LocalCluster cluster, Path dir, Progress p)
+    private static Summary demo(Options o, LocalCluster cluster, Path dir, Path shown, Progress p)
             throws DemoFailure, IOException, InterruptedException {
         Summary s = new Summary();
-        p.line("Failover demo: ZooKeeper and %d HA nodes in %s", NODES, dir);
+        p.line("Failover demo: ZooKeeper and %d HA nodes in %s", NODES, shown);
         p.line("  minimumReplicas 1 (an acknowledged send is on two disks), ZooKeeper session timeout %d ms",
                 o.sessionTimeoutMs);
 
@@ -536,6 +539,10 @@ public final class FailoverDemo {
         }
         s.splitBrains = cluster.splitBrains();
         s.print(p.out);
+        if (!s.ok()) {
+            p.out.println("The node logs: " + shown.resolve("node*.log") + ", ZooKeeper's: "
+                    + shown.resolve("zookeeper/zookeeper.log"));
+        }
         return s;
     }
 
@@ -572,19 +579,20 @@ public final class FailoverDemo {
         return TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - since);
     }
 
-    /** Where to look: the node logs and ZooKeeper's. */
+    /** Where to look: the node logs and ZooKeeper's, those that exist. */
     private static String logs(LocalCluster cluster, Path dir) {
-        List<String> files = new ArrayList<>();
+        List<Path> candidates = new ArrayList<>();
         for (ClusterNode n : cluster.nodes()) {
-            files.add(n.logFile().toString());
+            candidates.add(n.logFile());
         }
-        if (files.isEmpty()) {
-            for (int i = 1; i <= NODES; i++) {
-                files.add(dir.resolve("node" + i + ".log").toString());
+        candidates.add(dir.resolve("zookeeper/zookeeper.log"));
+        List<String> files = new ArrayList<>();
+        for (Path f : candidates) {
+            if (Files.exists(f)) {
+                files.add(f.toString());
             }
         }
-        files.add(dir.resolve("zookeeper/zookeeper.log").toString());
-        return "\n  logs: " + String.join("\n        ", files);
+        return files.isEmpty() ? "" : "\n  logs: " + String.join("\n        ", files);
     }
 
     /**
@@ -621,16 +629,45 @@ public final class FailoverDemo {
     /** Stops the cluster once, from the demo's own finally block or from the shutdown hook. */
     private static final class Cleanup {
         private final LocalCluster cluster;
+        private final Progress progress;
         private boolean closed;
         private volatile boolean interrupted;
 
-        Cleanup(LocalCluster cluster) {
+        Cleanup(LocalCluster cluster, Progress progress) {
             this.cluster = cluster;
+            this.progress = progress;
         }
 
         void shutdownHook() {
             interrupted = true;
-            close();
+            synchronized (this) {
+                if (closed) {
+                    return;
+                }
+                progress.mute("interrupted: stopping the nodes and ZooKeeper");
+                // All nodes at once (close() stops them one after the other).
+                List<Thread> stops = new ArrayList<>();
+                for (ClusterNode n : cluster.nodes()) {
+                    Thread t = new Thread(() -> {
+                        try {
+                            n.stop(20);
+                        } catch (IOException | InterruptedException e) {
+                            n.killQuietly();
+                        }
+                    }, "stop " + n.name());
+                    t.start();
+                    stops.add(t);
+                }
+                for (Thread t : stops) {
+                    try {
+                        t.join(60_000);
+                    } catch (InterruptedException e) {
+                        break;
+                    }
+                }
+                close();
+                progress.println("stopped");
+            }
         }
 
         /** The JVM began to shut down (Ctrl-C, SIGTERM) before the demo ended. */
@@ -650,14 +687,27 @@ public final class FailoverDemo {
     private static final class Progress {
         final PrintStream out;
         private final long start = System.nanoTime();
+        private volatile boolean muted;
 
         Progress(PrintStream out) {
             this.out = out;
         }
 
         void line(String format, Object... args) {
+            if (!muted) {
+                println(String.format(Locale.ROOT, format, args));
+            }
+        }
+
+        /** Prints {@code text}, then nothing more through {@link #line} (the demo is being stopped). */
+        void mute(String text) {
+            muted = true;
+            println(text);
+        }
+
+        synchronized void println(String text) {
             double s = (System.nanoTime() - start) / 1e9;
-            out.println(String.format(Locale.ROOT, "[%6.1f s] ", s) + String.format(Locale.ROOT, format, args));
+            out.println(String.format(Locale.ROOT, "[%6.1f s] ", s) + text);
             out.flush();
         }
     }
