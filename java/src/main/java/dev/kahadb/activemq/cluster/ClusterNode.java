@@ -247,7 +247,9 @@ public final class ClusterNode {
         if (wasPaused) {
             signal("CONT");
         }
-        p.destroy();
+        // Through the handle: Process.destroy() would also close our end of the node's output,
+        // and its last log lines (the broker and the node stopping) would be lost.
+        p.toHandle().destroy();
         boolean gone = p.waitFor(seconds, TimeUnit.SECONDS);
         if (!gone) {
             p.destroyForcibly();
