@@ -299,7 +299,9 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
             b.getSystemUsage().getStoreUsage().setStore(adapter);
             // The launcher stops the broker (then the node) at shutdown.
             b.setUseShutdownHook(false);
-        } catch (Exception ex) {
+        } catch (Exception | Error ex) {
+            // An Error too (a class that cannot be loaded, no memory): left uncaught it would end
+            // this thread and leave the node master, with no broker, for good.
             resign("the broker of " + config.getBrokerURI() + " cannot be created: " + ex);
             return;
         }
@@ -311,13 +313,13 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
             broker = b;
         }
         LOG.info("kahadb-ha {}: starting broker {} (epoch {})", config.getUri(), b.getBrokerName(), e);
-        Exception failed = null;
+        Throwable failed = null;
         try {
             b.start();
             if (!b.waitUntilStarted()) {
                 failed = new IOException("the broker did not start");
             }
-        } catch (Exception ex) {
+        } catch (Exception | Error ex) {
             failed = ex;
         }
         boolean superseded;
