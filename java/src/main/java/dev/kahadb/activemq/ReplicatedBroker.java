@@ -103,7 +103,7 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
         config.validate();
         URI checked = ReplicatedBrokerRules.check(config.getBrokerURI(), config.getBaseDirectory());
         // Load it once now, so a config that cannot be created fails here and not on promotion.
-        ReplicatedBrokerRules.discard(ReplicatedBrokerRules.create(config.getBrokerURI(), checked));
+        ReplicatedBrokerRules.validate(config.getBrokerURI(), checked);
         if (!config.isStatic()) {
             checkZooKeeperReachable(config);
         }

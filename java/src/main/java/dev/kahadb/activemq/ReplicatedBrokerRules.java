@@ -13,6 +13,8 @@ import org.apache.activemq.broker.BrokerContext;
 import org.apache.activemq.broker.BrokerFactory;
 import org.apache.activemq.broker.BrokerService;
 import org.apache.activemq.broker.TransportConnector;
+import org.apache.activemq.transport.TransportFactory;
+import org.apache.activemq.util.URISupport;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 import org.w3c.dom.Document;
@@ -239,6 +241,40 @@ final class ReplicatedBrokerRules {
         } catch (URISyntaxException e) {
             throw new BrokerConfigException("brokerURI '" + brokerURI + "' is not a URI: " + e.getMessage(), e);
         }
+    }
+
+    /**
+     * Loads the broker config once, the way {@link #create} will on promotion, so that a config
+     * that cannot be created fails at start-up; without holding anything the running broker
+     * would hold. An {@code xbean:} broker is created and discarded (its connectors bind only
+     * when it starts). A {@code broker:} URI's connectors bind their ports as soon as ActiveMQ
+     * creates the broker, and a slave must not take the port its master's clients use, so the
+     * broker is created without them and each connector's transport is only looked up.
+     *
+     * @throws BrokerConfigException when the config cannot be loaded or breaks a rule
+     */
+    static void validate(String brokerURI, URI checked) {
+        if (!"broker".equals(checked.getScheme())) {
+            discard(create(brokerURI, checked));
+            return;
+        }
+        URI bare;
+        try {
+            URISupport.CompositeData data = URISupport.parseComposite(checked);
+            for (URI connector : data.getComponents()) {
+                try {
+                    TransportFactory.findTransportFactory(connector);
+                } catch (IOException e) {
+                    throw new BrokerConfigException("brokerURI '" + brokerURI + "': connector " + connector + ": "
+                            + e.getMessage(), e);
+                }
+            }
+            String query = URISupport.createQueryString(data.getParameters());
+            bare = new URI("broker:()" + (query.isEmpty() ? "" : "?" + query));
+        } catch (URISyntaxException e) {
+            throw new BrokerConfigException("brokerURI '" + brokerURI + "' is not a broker URI: " + e.getMessage(), e);
+        }
+        discard(create(brokerURI, bare));
     }
 
     /**

@@ -129,6 +129,22 @@ class HaLauncherRulesTest {
         URI bad = ReplicatedBrokerRules.check("broker:(tcp://127.0.0.1:0)?noSuchThing=1", null);
         m = message(IllegalArgumentException.class, () -> ReplicatedBrokerRules.create("broker:(...)", bad));
         assertTrue(m.contains("cannot be created"), m);
+        // The start-up check finds the same errors without binding the connectors' ports.
+        m = message(IllegalArgumentException.class, () -> ReplicatedBrokerRules.validate("broker:(...)", bad));
+        assertTrue(m.contains("cannot be created"), m);
+        URI unknown = ReplicatedBrokerRules.check("broker:(nosuch://127.0.0.1:1)?useJmx=false", null);
+        m = message(IllegalArgumentException.class, () -> ReplicatedBrokerRules.validate("broker:(nosuch...)", unknown));
+        assertTrue(m.contains("nosuch"), m);
+    }
+
+    @Test
+    void validatingABrokerUriLeavesItsPortFree() throws Exception {
+        try (java.net.ServerSocket busy = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            URI u = ReplicatedBrokerRules.check("broker:(tcp://127.0.0.1:" + busy.getLocalPort()
+                    + ")?useJmx=false&brokerName=v&dataDirectory=" + dir.resolve("v-data"), null);
+            // Creating the broker would bind the busy port and fail; validating must not.
+            ReplicatedBrokerRules.validate("broker:(...)", u);
+        }
     }
 
     @Test

@@ -18,7 +18,6 @@ import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.stream.Stream;
 
-import org.junit.jupiter.api.Disabled;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -307,8 +306,6 @@ class LauncherMisconfigurationTest {
      * unreachable ZooKeeper (exit 1).
      */
     @Test
-    @Disabled("launcher bug: the start-up check of a broker: URI binds the broker's port "
-            + "(ReplicatedBroker.start creates the broker once; BrokerFactory binds broker: connectors at creation)")
     void aBrokerUriDoesNotTakeItsPortBeforeTheNodeIsMaster() throws Exception {
         Launch l = new Launch("zookeeper-unreachable-broker-uri");
         try (ServerSocket busy = new ServerSocket(0, 1, InetAddress.getLoopbackAddress())) {
