@@ -221,12 +221,12 @@ impl ElectionDriver {
             }
         };
         // A node that starts stands on the journal it has: the lineage recorded on its disk and
-        // the end of its journal as it lies there.
+        // the end of its journal as it lies there, unless a sync left that journal incomplete.
         let st = node.status();
         let initial = Standing {
             epoch: st.lineage,
             position: st.position,
-            eligible: true,
+            eligible: !crate::replication::sync::journal_incomplete(node.directory()),
             in_sync: false,
         };
         let shared = Arc::new(Shared {

@@ -27,14 +27,17 @@ use crate::{Error, ErrorCode, Result};
 pub const DEFAULT_SESSION_TIMEOUT: Duration = Duration::from_secs(4);
 
 /// How often the elector looks at ZooKeeper and at its node.
-const POLL: Duration = Duration::from_millis(100);
+const POLL: Duration = Duration::from_millis(50);
 
 /// A slave publishes its standing at most this often while there is a master.
 const PUBLISH_WITH_MASTER: Duration = Duration::from_millis(500);
 
 /// How long a node waits, once it sees no master, before it publishes that it is ready to
-/// vote: time for the host to record the last bytes that reached its journal.
-const SETTLE: Duration = Duration::from_millis(250);
+/// vote: time for the host to record the last bytes that reached its journal. The master
+/// znode outlives the last write a master could have had acknowledged by at least a quarter of
+/// the session timeout (a dead master's session must expire; a live one steps down first), and
+/// the standing is sampled every 50 ms, so this only covers the sampling of the last position.
+const SETTLE: Duration = Duration::from_millis(100);
 
 /// How a ZooKeeper elector is set up.
 #[derive(Debug, Clone)]
@@ -256,9 +259,13 @@ fn sequence(name: &str) -> u64 {
 }
 
 /// The member that should be master: the best standing, then the oldest member.
+/// The member to elect: the best ranked eligible one. None when no member holds a whole
+/// journal (every one is in the middle of an initial sync): electing one of them would serve
+/// an incomplete journal, so the cluster waits for a member that has one.
 fn best(members: &[Member]) -> Option<&Member> {
     members
         .iter()
+        .filter(|m| m.standing.eligible)
         .max_by_key(|m| (m.standing.rank(), Reverse(sequence(&m.name))))
 }
 
@@ -568,6 +575,12 @@ impl Run {
             );
         }
         let Some(winner) = best(&ready) else {
+            if !ready.is_empty() {
+                log::warn!(
+                    "election: no member holds a whole journal ({:?} are in the middle of an initial sync); no master until one does",
+                    ready.iter().map(|m| m.id.as_str()).collect::<Vec<_>>()
+                );
+            }
             return Ok(true);
         };
         if winner.name != me {
@@ -663,6 +676,12 @@ mod tests {
             m("m-0000000002", 1, 0, 0, true),
         ];
         assert_eq!(best(&v).unwrap().name, "m-0000000002");
+        // Nobody with a whole journal: nobody is elected.
+        let v = vec![
+            m("m-0000000001", 3, 9, 0, false),
+            m("m-0000000002", 4, 1, 10, false),
+        ];
+        assert!(best(&v).is_none());
     }
 
     #[test]

@@ -196,8 +196,16 @@ impl SlaveLink {
         self.inner.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Where the link stands. A journal that a sync is changing (or that an interrupted sync
+    /// left incomplete) is `Syncing` until the link is live again, whatever the connection
+    /// is doing: such a node must not win an election.
     pub fn state(&self) -> LinkState {
-        self.lock().state
+        let state = self.lock().state;
+        if state != LinkState::Live && self.sync.counters.incomplete.load(Ordering::SeqCst) {
+            LinkState::Syncing
+        } else {
+            state
+        }
     }
 
     pub fn durable(&self) -> Position {
@@ -241,7 +249,8 @@ pub async fn run_slave_with(
 ) -> Closed {
     use super::message::Purpose;
     loop {
-        link.set_state(LinkState::Syncing);
+        // The link reads Syncing only while the sync changes the journal (see `state`): a
+        // slave retrying a master that is gone still holds a whole copy and stays eligible.
         if let Err(e) = super::sync::initial_sync_with(
             master,
             me,
@@ -292,8 +301,15 @@ pub async fn run_slave_with(
                     }
                 }
                 let d = dir.to_path_buf();
+                let counters = link.sync.counters.clone();
                 let cut = tokio::task::spawn_blocking(move || {
-                    super::sync::apply_cuts(&d, &truncate, &delete)
+                    if truncate.is_empty() && delete.is_empty() {
+                        return super::sync::mark_complete(&d, &counters).map(|_| (0, 0));
+                    }
+                    super::sync::mark_incomplete(&d, &counters)?;
+                    let r = super::sync::apply_cuts(&d, &truncate, &delete)?;
+                    super::sync::mark_complete(&d, &counters)?;
+                    Ok(r)
                 })
                 .await;
                 match cut {

@@ -447,6 +447,11 @@ impl Node {
         let standby = standby.unwrap_or_else(|| Arc::new(Standby::new(&self.config.directory)));
         let applier = standby.spawn()?;
         let link = Arc::new(SlaveLink::with_standby(standby.clone()));
+        // A sync interrupted before (a crash, a restart) left the journal incomplete.
+        link.sync.counters.incomplete.store(
+            super::sync::journal_incomplete(&self.config.directory),
+            Ordering::SeqCst,
+        );
         let task = {
             let (master, me, link) = (master.clone(), self.me.clone(), link.clone());
             let dir = self.config.directory.clone();

@@ -12,7 +12,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,6 +39,40 @@ pub const PLAN_TIMEOUT: Duration = Duration::from_secs(300);
 
 /// The slave's record of ranges already on its disk.
 pub const PROGRESS_FILE: &str = "replication.progress";
+/// Present while an initial sync is changing this node's journal (cutting or fetching files):
+/// until it is gone the journal is not a whole prefix of any master's, and the node must not
+/// win an election. Created before the first change, removed once the plan is complete.
+pub const SYNCING_FILE: &str = "replication.syncing";
+
+/// Whether `dir` holds a journal that an interrupted initial sync left incomplete.
+pub fn journal_incomplete(dir: &Path) -> bool {
+    dir.join(SYNCING_FILE).exists()
+}
+
+/// Marks `dir`'s journal incomplete (durably) before a sync changes it.
+pub fn mark_incomplete(dir: &Path, counters: &SyncCounters) -> Result<()> {
+    counters.incomplete.store(true, Ordering::SeqCst);
+    let path = dir.join(SYNCING_FILE);
+    if !path.exists() {
+        File::create(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| io(format!("creating {}", path.display()), &e))?;
+        files::sync_dir(dir)?;
+    }
+    Ok(())
+}
+
+/// Marks `dir`'s journal whole again once a sync's changes are complete and durable.
+pub fn mark_complete(dir: &Path, counters: &SyncCounters) -> Result<()> {
+    let path = dir.join(SYNCING_FILE);
+    match std::fs::remove_file(&path) {
+        Ok(()) => files::sync_dir(dir)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(format!("removing {}", path.display()), &e)),
+    }
+    counters.incomplete.store(false, Ordering::SeqCst);
+    Ok(())
+}
 
 fn io(what: impl std::fmt::Display, e: &std::io::Error) -> Error {
     Error::io(what.to_string(), e)
@@ -472,6 +506,8 @@ pub async fn initial_sync(
 pub struct SyncCounters {
     pub to_fetch: AtomicU64,
     pub fetched: AtomicU64,
+    /// The journal is being changed by a sync (see [`SYNCING_FILE`]).
+    pub incomplete: AtomicBool,
 }
 
 /// What an initial sync reports to, and consults, as it goes.
@@ -577,6 +613,10 @@ async fn sync_by_plan(
                 format!("the master's plan asks for an impossible range {r:?}"),
             ));
         }
+    }
+    let changes = !(truncate.is_empty() && delete.is_empty() && fetch.is_empty());
+    if changes {
+        mark_incomplete(dir, &hooks.counters)?;
     }
     if let Some(sb) = &hooks.standby {
         sb.before_cuts(&truncate, &delete);
@@ -691,6 +731,9 @@ async fn sync_by_plan(
         return Err(e);
     }
     files::sync_dir(dir)?;
+    // The plan is carried out: the journal is a whole prefix of the master's (also when an
+    // earlier run was interrupted after its last change, and this plan had nothing to do).
+    mark_complete(dir, &hooks.counters)?;
     Ok(report)
 }
 
