@@ -57,6 +57,12 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
     /** Bumped by every event and by close: a broker start of an older generation is undone. */
     private long generation;
     private BrokerService broker;
+    /**
+     * An {@code xbean:} broker created ahead, not started, for the next promotion (building it
+     * from its Spring config is a good part of a broker's start); touched on the control thread
+     * only, and after it ended.
+     */
+    private BrokerService prepared;
     private boolean closed;
     private ObjectName objectName;
 
@@ -114,6 +120,7 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
             rb.control.shutdownNow();
             throw new IOException("cannot register the JMX MBean of " + config.getUri() + ": " + e, e);
         }
+        rb.prepareLater();
         LOG.info("kahadb-ha: joining the election as {} ({})", config.getUri(), config);
         try {
             rb.elected.complete(ElectedNode.start(config.nodeOptions(), electionOptions(config), rb.listener));
@@ -287,9 +294,12 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
                 return;
             }
         }
-        BrokerService b;
+        BrokerService b = prepared;
+        prepared = null;
         try {
-            b = ReplicatedBrokerRules.create(config.getBrokerURI(), checkedBrokerUri);
+            if (b == null) {
+                b = ReplicatedBrokerRules.create(config.getBrokerURI(), checkedBrokerUri);
+            }
             KahaRsPersistenceAdapter adapter = new KahaRsPersistenceAdapter();
             adapter.setNode(en.node());
             // What the broker reports and checks disk space against: the node's directory.
@@ -340,6 +350,35 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
         }
     }
 
+    /**
+     * Creates the broker of the next promotion ahead of time (control thread). Only for an
+     * {@code xbean:} config: a {@code broker:} URI's connectors would bind the clients' port on
+     * a node that is not master. A failure is left for the promotion to report.
+     */
+    private void prepare() {
+        synchronized (lock) {
+            if (closed || broker != null) {
+                return;
+            }
+        }
+        if (prepared != null || !"xbean".equals(checkedBrokerUri.getScheme())) {
+            return;
+        }
+        try {
+            prepared = ReplicatedBrokerRules.create(config.getBrokerURI(), checkedBrokerUri);
+        } catch (RuntimeException | Error e) {
+            LOG.debug("kahadb-ha {}: preparing the broker: {}", config.getUri(), e.toString());
+        }
+    }
+
+    private void prepareLater() {
+        try {
+            control.execute(this::prepare);
+        } catch (java.util.concurrent.RejectedExecutionException e) {
+            // closing
+        }
+    }
+
     private void stopBroker(String why) {
         BrokerService b;
         synchronized (lock) {
@@ -350,6 +389,7 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
         if (b != null) {
             LOG.info("kahadb-ha {}: stopping broker {}: {}", config.getUri(), b.getBrokerName(), why);
             ReplicatedBrokerRules.dispose(b);
+            prepareLater();
         }
     }
 
@@ -383,6 +423,10 @@ public final class ReplicatedBroker implements ReplicatedBrokerMBean, AutoClosea
             Thread.currentThread().interrupt();
         }
         stopBroker("closing");
+        if (control.isTerminated() && prepared != null) {
+            ReplicatedBrokerRules.discard(prepared);
+            prepared = null;
+        }
         ElectedNode en = electedNode();
         if (en != null) {
             en.close();

@@ -147,10 +147,12 @@ public final class ClusterNode {
             role = "MASTER";
             epoch = Long.parseLong(m.group(1));
             link = "down";
+            liveSlaves = 0;
         } else if ((m = SLAVE.matcher(line)).find()) {
             role = "SLAVE";
             epoch = Long.parseLong(m.group(2));
             liveSlaves = 0;
+            link = "down";
         } else if (line.contains("stopping broker")) {
             brokerUp = false;
         } else if (line.contains(": stopped: ")) {

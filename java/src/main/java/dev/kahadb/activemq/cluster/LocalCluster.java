@@ -219,7 +219,7 @@ public final class LocalCluster implements AutoCloseable {
 
     /**
      * The clients' URL: every node's broker port, in order, reconnecting quickly (50 ms at
-     * first, at most every 250 ms) so that a failover is not stretched by the client's backoff.
+     * first, at most every 100 ms) so that a failover is not stretched by the client's backoff.
      */
     public String failoverUrl() {
         return failoverUrl("");
@@ -234,7 +234,7 @@ public final class LocalCluster implements AutoCloseable {
         for (ClusterNode n : nodes) {
             j.add("tcp://127.0.0.1:" + n.brokerPort() + (tcpOptions.isEmpty() ? "" : "?" + tcpOptions));
         }
-        return j + "?randomize=false&initialReconnectDelay=50&maxReconnectDelay=250";
+        return j + "?randomize=false&initialReconnectDelay=50&maxReconnectDelay=100";
     }
 
     /**
