@@ -414,3 +414,65 @@ fn a_stopped_node_knows_its_lineage_and_journal_end() {
         );
     }
 }
+
+/// A slave whose master is gone keeps a whole copy of its journal: while it retries, its link
+/// reads connecting, never syncing (which would make it ineligible in an election). A journal
+/// that a sync was changing when the node stopped reads syncing until a sync completes.
+#[test]
+fn only_a_journal_being_changed_reads_syncing() {
+    use kahadb::replication::live::LinkState;
+    use kahadb::replication::sync::SYNCING_FILE;
+
+    let da = tempfile::tempdir().unwrap();
+    let db = tempfile::tempdir().unwrap();
+    let a = Node::new(config(da.path(), 1)).unwrap();
+    let b = Node::new(config(db.path(), 0)).unwrap();
+    a.start_master(1).unwrap();
+    b.start_slave(&a.uri()).unwrap();
+    assert!(a.wait_for_live_slaves(1, Duration::from_secs(20)));
+    let store = a.store().unwrap();
+    for i in 0..50 {
+        store
+            .add_message(&queue(), &format!("s:{i}"), 4, false, vec![2u8; 500], true)
+            .unwrap();
+    }
+    drop(store);
+    let master_uri = a.uri();
+    a.stop();
+    // Two seconds of reconnect attempts (backoff from 100 ms), sampled every 2 ms.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    let mut states = std::collections::BTreeSet::new();
+    while Instant::now() < deadline {
+        let st = b.status();
+        let link = st.link.expect("a slave has a link");
+        states.insert(format!("{link:?}"));
+        assert_ne!(
+            link,
+            LinkState::Syncing,
+            "a slave retrying a dead master still holds a whole journal"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    assert!(states.contains("Connecting"), "it retried: {states:?}");
+    assert!(!db.path().join(SYNCING_FILE).exists());
+    b.stop();
+
+    // A sync that was changing the journal when the node stopped (the marker it leaves).
+    std::fs::write(db.path().join(SYNCING_FILE), b"").unwrap();
+    let b = Node::new(config(db.path(), 0)).unwrap();
+    b.start_slave(&master_uri).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        b.status().link,
+        Some(LinkState::Syncing),
+        "an incomplete journal reads syncing"
+    );
+    // Its master returns: the sync completes, the marker goes, the link goes live.
+    a.start_master(2).unwrap();
+    wait_until("the slave is live again", Duration::from_secs(30), || {
+        b.status().link == Some(LinkState::Live)
+    });
+    assert!(!db.path().join(SYNCING_FILE).exists(), "the marker is gone");
+    a.stop();
+    b.stop();
+}
