@@ -139,7 +139,7 @@ lines = [
     "  the lock).",
     f"- **Client**, the same for both: one JMS producer sending numbered persistent {body}-byte",
     f"  messages synchronously, {pause_ms} ms apart, on a `failover:` URL listing every broker",
-    "  (`randomize=false&initialReconnectDelay=50&maxReconnectDelay=250`).",
+    "  (`randomize=false&initialReconnectDelay=50&maxReconnectDelay=100`).",
     "- Times run from just before the SIGKILL. *Broker up*: the new master's broker has started",
     "  (its log line, read as it is written). *First ack*: the first send acknowledged after the kill",
     "  by the new master (the send in flight at the kill, resent by the failover transport).",

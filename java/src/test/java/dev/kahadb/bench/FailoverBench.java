@@ -20,7 +20,6 @@ import java.util.HashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
-import java.util.StringJoiner;
 import java.util.concurrent.TimeUnit;
 import org.apache.activemq.broker.BrokerService;
 import org.apache.activemq.store.SharedFileLocker;
@@ -52,7 +51,7 @@ import org.apache.activemq.store.kahadb.KahaDBPersistenceAdapter;
  *       one again (it waits on the lock).
  *   <li>The same client for both: {@link NumberedProducer}, synchronous persistent sends of
  *       {@code --body} bytes with {@code --pause-ms} between them, on a failover URL that lists
- *       both (all) brokers and reconnects after 50 ms, then at most every 250 ms.
+ *       both (all) brokers and reconnects after 50 ms, then at most every 100 ms.
  *   <li>At the end the producer stops, the queue is drained through the same URL, and every
  *       acknowledged number must have arrived.
  * </ul>
@@ -280,15 +279,6 @@ public final class FailoverBench {
         System.err.printf(Locale.ROOT, "bench-failover: " + fmt + "%n", args);
     }
 
-    /** The failover URL of LocalCluster#failoverUrl() for the given broker ports. */
-    static String failoverUrl(List<Integer> ports) {
-        StringJoiner j = new StringJoiner(",", "failover:(", ")");
-        for (int p : ports) {
-            j.add("tcp://127.0.0.1:" + p);
-        }
-        return j + "?randomize=false&initialReconnectDelay=50&maxReconnectDelay=250";
-    }
-
     /** The first acknowledgement after the kill that the new master gave (not one in flight from the old one). */
     static long[] firstAck(NumberedProducer p, long killAt, long electedAt) throws InterruptedException, IOException {
         long ack = p.firstAckAfter(killAt, WAIT_MS);
@@ -446,7 +436,7 @@ public final class FailoverBench {
             b[0].await(b[0]::startedAt, "started", WAIT_MS);
             b[1].start();
             b[1].await(b[1]::waitingAt, "waiting on the lock", WAIT_MS);
-            String url = failoverUrl(List.of(b[0].port, b[1].port));
+            String url = LocalCluster.failoverUrl(List.of(b[0].port, b[1].port), "");
             NumberedProducer p = new NumberedProducer(url, QUEUE, body, pauseMs).start();
             if (!p.awaitAcked(200, WAIT_MS)) {
                 throw new IOException("the producer got no 200 acknowledgements: " + p.lastError());

@@ -230,9 +230,18 @@ public final class LocalCluster implements AutoCloseable {
      * {@code wireFormat.maxInactivityDuration=3000} (a client notices a frozen broker in 3 s).
      */
     public String failoverUrl(String tcpOptions) {
-        StringJoiner j = new StringJoiner(",", "failover:(", ")");
+        List<Integer> ports = new ArrayList<>();
         for (ClusterNode n : nodes) {
-            j.add("tcp://127.0.0.1:" + n.brokerPort() + (tcpOptions.isEmpty() ? "" : "?" + tcpOptions));
+            ports.add(n.brokerPort());
+        }
+        return failoverUrl(ports, tcpOptions);
+    }
+
+    /** The failover URL of {@link #failoverUrl(String)} for brokers on these loopback ports. */
+    public static String failoverUrl(List<Integer> brokerPorts, String tcpOptions) {
+        StringJoiner j = new StringJoiner(",", "failover:(", ")");
+        for (int port : brokerPorts) {
+            j.add("tcp://127.0.0.1:" + port + (tcpOptions.isEmpty() ? "" : "?" + tcpOptions));
         }
         return j + "?randomize=false&initialReconnectDelay=50&maxReconnectDelay=100";
     }
