@@ -9,12 +9,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,6 +19,9 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.concurrent.TimeUnit;
 import java.util.function.Predicate;
+
+import dev.kahadb.activemq.cluster.ZooKeeperServer;
+
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
@@ -234,46 +233,19 @@ class ElectedNodeTest {
 
     // ---- Two nodes and a real ZooKeeper server ----
 
-    private static String fourLetters(int port, String cmd) {
-        try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 500);
-            s.setSoTimeout(1000);
-            OutputStream out = s.getOutputStream();
-            out.write(cmd.getBytes(StandardCharsets.US_ASCII));
-            out.flush();
-            InputStream in = s.getInputStream();
-            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-        } catch (IOException e) {
-            return null;
-        }
-    }
-
     /** A standalone ZooKeeper server started through {@code scripts/zookeeper.sh}. */
-    private Process startZooKeeper(int port) throws Exception {
+    private ZooKeeperServer startZooKeeper(int port) throws Exception {
         Path script = Path.of("..", "scripts", "zookeeper.sh").toAbsolutePath().normalize();
         assumeTrue(Files.isRegularFile(script), "scripts/zookeeper.sh not found");
-        Path zkDir = dir.resolve("zookeeper");
-        Files.createDirectories(zkDir);
-        Process p = new ProcessBuilder("bash", script.toString(), "start", zkDir.toString(), Integer.toString(port))
-                .redirectErrorStream(true).redirectOutput(zkDir.resolve("server.log").toFile()).start();
-        long deadline = System.nanoTime() + Duration.ofSeconds(60).toNanos();
-        for (;;) {
-            String a = fourLetters(port, "srvr");
-            if (a != null && a.contains("Mode: standalone")) {
-                return p;
-            }
-            if (!p.isAlive() || System.nanoTime() > deadline) {
-                p.destroyForcibly();
-                throw new AssertionError("ZooKeeper did not serve:\n" + Files.readString(zkDir.resolve("server.log")));
-            }
-            Thread.sleep(50);
-        }
+        ZooKeeperServer zk = new ZooKeeperServer(script, dir.resolve("zookeeper"), port);
+        zk.start();
+        return zk;
     }
 
     @Test
     void twoNodesWithZooKeeperFailOverWhenTheMasterCloses() throws Exception {
         int zkPort = freePort();
-        Process zk = startZooKeeper(zkPort);
+        ZooKeeperServer zk = startZooKeeper(zkPort);
         try {
             ElectionOptions election = new ElectionOptions().zookeeper("127.0.0.1:" + zkPort)
                     .path("/kahadb-rs/java-test").sessionTimeoutMillis(4000);
@@ -325,10 +297,7 @@ class ElectedNodeTest {
                 b.close();
             }
         } finally {
-            zk.destroy();
-            if (!zk.waitFor(10, TimeUnit.SECONDS)) {
-                zk.destroyForcibly();
-            }
+            zk.close();
         }
     }
 

@@ -6,13 +6,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.io.File;
 import java.io.IOException;
-import java.io.InputStream;
-import java.io.OutputStream;
 import java.net.InetAddress;
-import java.net.InetSocketAddress;
 import java.net.ServerSocket;
-import java.net.Socket;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -33,6 +28,8 @@ import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import dev.kahadb.activemq.cluster.ZooKeeperServer;
+
 /**
  * Two launchers and a real ZooKeeper server ({@code scripts/zookeeper.sh}): one is elected and
  * starts its broker, the other follows as a slave; persistent sends wait for the slave
@@ -43,7 +40,7 @@ class HaLauncherZooKeeperTest {
     @TempDir
     Path dir;
 
-    private Process zookeeper;
+    private ZooKeeperServer zookeeper;
     private int zkPort;
     private final List<ReplicatedBroker> launchers = new ArrayList<>();
 
@@ -63,43 +60,21 @@ class HaLauncherZooKeeperTest {
         }
     }
 
-    private static String fourLetters(int port, String cmd) {
-        try (Socket s = new Socket()) {
-            s.connect(new InetSocketAddress(InetAddress.getLoopbackAddress(), port), 500);
-            s.setSoTimeout(1000);
-            OutputStream out = s.getOutputStream();
-            out.write(cmd.getBytes(StandardCharsets.US_ASCII));
-            out.flush();
-            InputStream in = s.getInputStream();
-            return new String(in.readAllBytes(), StandardCharsets.US_ASCII);
-        } catch (IOException e) {
-            return null;
-        }
-    }
-
     @BeforeEach
     void startZooKeeper() throws Exception {
-        File script = new File("../scripts/zookeeper.sh").getCanonicalFile();
         zkPort = freePort();
-        zookeeper = new ProcessBuilder("bash", script.getPath(), "start", dir.resolve("zk").toString(),
-                Integer.toString(zkPort)).redirectErrorStream(true)
-                .redirectOutput(dir.resolve("zookeeper.log").toFile()).start();
-        await("ZooKeeper answers on port " + zkPort, 120, () -> {
-            String a = fourLetters(zkPort, "srvr");
-            return a != null && a.contains("Mode:");
-        });
+        zookeeper = new ZooKeeperServer(new File("../scripts/zookeeper.sh").getCanonicalFile().toPath(),
+                dir.resolve("zk"), zkPort);
+        zookeeper.start();
     }
 
     @AfterEach
-    void stopAll() throws Exception {
+    void stopAll() {
         for (ReplicatedBroker rb : launchers) {
             rb.close();
         }
         if (zookeeper != null) {
-            zookeeper.destroy();
-            if (!zookeeper.waitFor(20, TimeUnit.SECONDS)) {
-                zookeeper.destroyForcibly();
-            }
+            zookeeper.close();
         }
     }
 
