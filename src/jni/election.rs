@@ -20,9 +20,6 @@
 //! static native void close0(long elected);
 //! ```
 
-use std::path::PathBuf;
-use std::time::Duration;
-
 use jni::ids::{JMethodID, JStaticMethodID};
 use jni::objects::{JClass, JObject, JString};
 use jni::refs::{Global, Reference as _};
@@ -36,12 +33,10 @@ use crate::election::driver::{ElectionConfig, HostEvent};
 use crate::election::ElectionDriver;
 use crate::error::ErrorCode;
 use crate::handles::{ElectedNode, ELECTED, NODES};
-use crate::replication::node::{NodeConfig, DEFAULT_CLUSTER};
-use crate::store::StoreConfig;
 
-use super::error::{err, JniResult, ThrowKahaDb};
-use super::node::pack_status;
-use super::{journal_config, null_argument};
+use super::error::{JniResult, ThrowKahaDb};
+use super::node::{millis, pack_status, saturating, NodeOptionArgs};
+use super::null_argument;
 
 /// The listener and what calling it takes, resolved on the registering thread.
 struct Listener {
@@ -192,26 +187,6 @@ impl Listener {
     }
 }
 
-fn saturating(v: u64) -> i64 {
-    i64::try_from(v).unwrap_or(i64::MAX)
-}
-
-fn string(env: &mut Env<'_>, s: &JString<'_>, what: &str) -> JniResult<String> {
-    if s.is_null() {
-        return Err(null_argument(what));
-    }
-    Ok(s.try_to_string(env)?)
-}
-
-fn non_negative(value: i64, what: &str) -> JniResult<u64> {
-    u64::try_from(value).map_err(|_| {
-        err(
-            ErrorCode::Config,
-            format!("{what} must not be negative, got {value}"),
-        )
-    })
-}
-
 /// `static native long start0(...)` (see the module documentation): opens the node and starts
 /// its election; `cluster` null for the default, `zookeeper` null for the static elector,
 /// `path` null for the default root.
@@ -243,36 +218,22 @@ pub extern "system" fn Java_dev_kahadb_ElectedNode_start0<'local>(
             if listener.is_null() {
                 return Err(null_argument("listener"));
             }
-            let dir = PathBuf::from(string(env, &dir, "directory")?);
-            let uri = string(env, &uri, "uri")?;
-            let cluster = if cluster.is_null() {
-                DEFAULT_CLUSTER.to_owned()
-            } else {
-                cluster.try_to_string(env)?
-            };
-            let journal = journal_config(
+            let config = NodeOptionArgs {
+                dir: &dir,
+                uri: &uri,
+                cluster: &cluster,
+                minimum_replicas,
+                replication_timeout_millis,
+                transfer_sessions,
                 max_file_length,
                 max_batch_size,
                 sync_strategy,
                 sync_interval_millis,
                 preallocation,
-            )?;
-            let mut config = NodeConfig::new(dir, uri);
-            config.cluster = cluster;
-            config.minimum_replicas =
-                non_negative(i64::from(minimum_replicas), "minimumReplicas")? as usize;
-            config.replication_timeout = Duration::from_millis(non_negative(
-                replication_timeout_millis,
-                "replicationTimeoutMillis",
-            )?);
-            config.transfer_sessions =
-                non_negative(i64::from(transfer_sessions), "transferSessions")? as usize;
-            config.store = StoreConfig {
-                journal,
-                checkpoint_every: non_negative(checkpoint_every, "checkpointEvery")?,
+                checkpoint_every,
                 delete_all,
-                ..StoreConfig::default()
-            };
+            }
+            .config(env)?;
             let election = if zookeeper.is_null() {
                 ElectionConfig::Static
             } else {
@@ -283,10 +244,11 @@ pub extern "system" fn Java_dev_kahadb_ElectedNode_start0<'local>(
                     } else {
                         Some(path.try_to_string(env)?)
                     },
-                    session_timeout: Some(Duration::from_millis(non_negative(
+                    session_timeout: Some(millis(
                         session_timeout_millis,
                         "sessionTimeoutMillis",
-                    )?)),
+                        ErrorCode::Config,
+                    )?),
                 }
             };
             let listener = Listener::new(env, &listener)?;

@@ -54,7 +54,7 @@ fn node(handle: jlong) -> JniResult<Arc<Node>> {
     Ok(NODES.get(handle as u64)?)
 }
 
-fn string(env: &mut Env<'_>, s: &JString<'_>, what: &str) -> JniResult<String> {
+pub(super) fn string(env: &mut Env<'_>, s: &JString<'_>, what: &str) -> JniResult<String> {
     if s.is_null() {
         return Err(null_argument(what));
     }
@@ -103,13 +103,13 @@ fn count(value: jint, what: &str, code: ErrorCode) -> JniResult<usize> {
         .map_err(|_| err(code, format!("{what} must not be negative, got {value}")))
 }
 
-fn millis(value: jlong, what: &str, code: ErrorCode) -> JniResult<Duration> {
+pub(super) fn millis(value: jlong, what: &str, code: ErrorCode) -> JniResult<Duration> {
     u64::try_from(value)
         .map(Duration::from_millis)
         .map_err(|_| err(code, format!("{what} must not be negative, got {value}")))
 }
 
-fn saturating(v: u64) -> i64 {
+pub(super) fn saturating(v: u64) -> i64 {
     i64::try_from(v).unwrap_or(i64::MAX)
 }
 
@@ -197,46 +197,94 @@ pub extern "system" fn Java_dev_kahadb_Node_open0<'local>(
 ) -> jlong {
     unowned_env
         .with_env(|env| -> JniResult<jlong> {
-            let dir = PathBuf::from(string(env, &dir, "directory")?);
-            let uri = string(env, &uri, "uri")?;
-            let cluster = if cluster.is_null() {
-                DEFAULT_CLUSTER.to_owned()
-            } else {
-                cluster.try_to_string(env)?
-            };
-            let journal = journal_config(
+            let config = NodeOptionArgs {
+                dir: &dir,
+                uri: &uri,
+                cluster: &cluster,
+                minimum_replicas,
+                replication_timeout_millis,
+                transfer_sessions,
                 max_file_length,
                 max_batch_size,
                 sync_strategy,
                 sync_interval_millis,
                 preallocation,
-            )?;
-            let checkpoint_every = u64::try_from(checkpoint_every).map_err(|_| {
-                err(
-                    ErrorCode::Config,
-                    format!("checkpointEvery must not be negative, got {checkpoint_every}"),
-                )
-            })?;
-            let mut config = NodeConfig::new(dir, uri);
-            config.cluster = cluster;
-            config.minimum_replicas =
-                count(minimum_replicas, "minimumReplicas", ErrorCode::Config)?;
-            config.replication_timeout = millis(
-                replication_timeout_millis,
-                "replicationTimeoutMillis",
-                ErrorCode::Config,
-            )?;
-            config.transfer_sessions =
-                count(transfer_sessions, "transferSessions", ErrorCode::Config)?;
-            config.store = StoreConfig {
-                journal,
                 checkpoint_every,
                 delete_all,
-                ..StoreConfig::default()
-            };
+            }
+            .config(env)?;
             Ok(NODES.insert(Node::new(config)?) as jlong)
         })
         .resolve::<ThrowKahaDb>()
+}
+
+/// The node options of `NodeOptions`, as `Node.open0` and `ElectedNode.start0` receive them.
+pub(super) struct NodeOptionArgs<'a, 'local> {
+    pub dir: &'a JString<'local>,
+    pub uri: &'a JString<'local>,
+    /// Null for the default cluster.
+    pub cluster: &'a JString<'local>,
+    pub minimum_replicas: jint,
+    pub replication_timeout_millis: jlong,
+    pub transfer_sessions: jint,
+    pub max_file_length: jint,
+    pub max_batch_size: jint,
+    pub sync_strategy: jint,
+    pub sync_interval_millis: jlong,
+    pub preallocation: jint,
+    pub checkpoint_every: jlong,
+    pub delete_all: jboolean,
+}
+
+impl NodeOptionArgs<'_, '_> {
+    /// The node's configuration; a null directory or URI, a negative count or time, or a bad
+    /// journal option is an error.
+    pub(super) fn config(&self, env: &mut Env<'_>) -> JniResult<NodeConfig> {
+        let dir = PathBuf::from(string(env, self.dir, "directory")?);
+        let uri = string(env, self.uri, "uri")?;
+        let cluster = if self.cluster.is_null() {
+            DEFAULT_CLUSTER.to_owned()
+        } else {
+            self.cluster.try_to_string(env)?
+        };
+        let journal = journal_config(
+            self.max_file_length,
+            self.max_batch_size,
+            self.sync_strategy,
+            self.sync_interval_millis,
+            self.preallocation,
+        )?;
+        let checkpoint_every = u64::try_from(self.checkpoint_every).map_err(|_| {
+            err(
+                ErrorCode::Config,
+                format!(
+                    "checkpointEvery must not be negative, got {}",
+                    self.checkpoint_every
+                ),
+            )
+        })?;
+        let mut config = NodeConfig::new(dir, uri);
+        config.cluster = cluster;
+        config.minimum_replicas =
+            count(self.minimum_replicas, "minimumReplicas", ErrorCode::Config)?;
+        config.replication_timeout = millis(
+            self.replication_timeout_millis,
+            "replicationTimeoutMillis",
+            ErrorCode::Config,
+        )?;
+        config.transfer_sessions = count(
+            self.transfer_sessions,
+            "transferSessions",
+            ErrorCode::Config,
+        )?;
+        config.store = StoreConfig {
+            journal,
+            checkpoint_every,
+            delete_all: self.delete_all,
+            ..StoreConfig::default()
+        };
+        Ok(config)
+    }
 }
 
 /// `static native void close0(long node)`: stops the node and retires its handle; closing an
