@@ -1,6 +1,8 @@
 package dev.kahadb.activemq.cluster;
 
+import java.util.ArrayList;
 import java.util.BitSet;
+import java.util.List;
 
 import jakarta.jms.Connection;
 import jakarta.jms.JMSException;
@@ -17,8 +19,8 @@ import org.apache.activemq.ActiveMQConnectionFactory;
  */
 public final class NumberedConsumer {
     private final BitSet received = new BitSet();
+    private final List<Integer> duplicateNumbers = new ArrayList<>();
     private long messages;
-    private long duplicates;
     private long redeliveredDuplicates;
 
     /** What a drain found. */
@@ -33,7 +35,12 @@ public final class NumberedConsumer {
 
     /** Messages whose number had been received before. */
     public long duplicates() {
-        return duplicates;
+        return duplicateNumbers.size();
+    }
+
+    /** The numbers of those messages, in the order they came. */
+    public List<Integer> duplicateNumbers() {
+        return List.copyOf(duplicateNumbers);
     }
 
     /** Of {@link #duplicates()}, those marked JMSRedelivered (allowed by JMS after a failure). */
@@ -73,7 +80,7 @@ public final class NumberedConsumer {
         messages++;
         int seq = m.getIntProperty(NumberedProducer.SEQ);
         if (received.get(seq)) {
-            duplicates++;
+            duplicateNumbers.add(seq);
             if (m.getJMSRedelivered()) {
                 redeliveredDuplicates++;
             }

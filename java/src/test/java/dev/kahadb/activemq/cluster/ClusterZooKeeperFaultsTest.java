@@ -21,7 +21,6 @@ import jakarta.jms.Connection;
 import jakarta.jms.DeliveryMode;
 import jakarta.jms.JMSException;
 import jakarta.jms.Message;
-import jakarta.jms.MessageConsumer;
 import jakarta.jms.MessageProducer;
 import jakarta.jms.Session;
 
@@ -228,10 +227,10 @@ class ClusterZooKeeperFaultsTest {
 
                     // The stale queue on the new master holds exactly what the old one
                     // acknowledged before the freeze: no unacknowledged stale write leaked in.
-                    Drain stale = Drain.of(cluster.failoverUrl(), STALE_QUEUE, 2000, 60_000);
+                    NumberedConsumer stale = new NumberedConsumer().drain(cluster.failoverUrl(), STALE_QUEUE, 2000, 60_000);
                     System.out.printf("stale queue on the new master: %s (acknowledged before the pause: %s)%n",
-                            stale.received, staleAcked);
-                    assertEquals(staleAcked, stale.received, "the stale queue holds the acknowledged sends only");
+                            stale.received(), staleAcked);
+                    assertEquals(staleAcked, stale.received(), "the stale queue holds the acknowledged sends only");
                 } finally {
                     inFlight.close();
                     afterWake.close();
@@ -330,8 +329,8 @@ class ClusterZooKeeperFaultsTest {
         void finish(ClusterNode master, int maxFailovers, long lastAckedAtFault, long failedAtFault) throws Exception {
             producer.stop(30_000);
             BitSet acked = producer.acked();
-            Drain d = Drain.of(url, QUEUE, 3000, 120_000);
-            List<Integer> missing = NumberedProducer.missing(acked, d.received, 20);
+            NumberedConsumer d = new NumberedConsumer().drain(url, QUEUE, 3000, 120_000);
+            List<Integer> missing = NumberedProducer.missing(acked, d.received(), 20);
             List<String> splits = new ArrayList<>();
             int explained = 0;
             for (String s : cluster.splitBrains()) {
@@ -342,27 +341,27 @@ class ClusterZooKeeperFaultsTest {
                 }
             }
             // A send that failed (an error, not an acknowledgement) may still have been stored.
-            BitSet failedButStored = (BitSet) d.received.clone();
+            BitSet failedButStored = d.received();
             failedButStored.andNot(acked);
             System.out.printf("%s: attempted %d acknowledged %d failed %d (last error: %s); received %d distinct, %d "
                     + "messages, duplicates %s (redelivered %d), failed sends stored anyway %s; split-brain samples %d "
                     + "(%d while the frozen master woke)%n",
                     master.name(), producer.attempted(), acked.cardinality(), producer.failed(),
-                    producer.failed() == 0 ? "none" : producer.lastError(), d.received.cardinality(), d.messages,
-                    d.duplicates, d.redelivered, failedButStored, splits.size() + explained, explained);
+                    producer.failed() == 0 ? "none" : producer.lastError(), d.received().cardinality(), d.messages(),
+                    d.duplicateNumbers(), d.redeliveredDuplicates(), failedButStored, splits.size() + explained, explained);
             assertEquals(List.of(), missing, "acknowledged messages lost");
             assertEquals(List.of(), splits, "two brokers ran at once");
-            assertTrue(d.duplicates.size() <= maxFailovers, "at most one duplicate per failover (the send in flight): "
-                    + d.duplicates);
+            assertTrue(d.duplicates() <= maxFailovers, "at most one duplicate per failover (the send in flight): "
+                    + d.duplicateNumbers());
             if (lastAckedAtFault >= 0) {
                 long lastInFlight = lastAckedAtFault + 1 + (producer.failed() - failedAtFault);
-                for (int seq : d.duplicates) {
+                for (int seq : d.duplicateNumbers()) {
                     assertTrue(seq > lastAckedAtFault && seq <= lastInFlight, "duplicate " + seq
                             + " is not the send in flight at the fault (" + (lastAckedAtFault + 1) + ".." + lastInFlight
                             + ")");
                 }
             }
-            assertTrue(d.received.cardinality() >= acked.cardinality());
+            assertTrue(d.received().cardinality() >= acked.cardinality());
         }
 
         private boolean isWakeSample(String sample) {
@@ -387,46 +386,6 @@ class ClusterZooKeeperFaultsTest {
             } catch (IOException e) {
                 System.out.println("---- " + file.getFileName() + ": " + e);
             }
-        }
-    }
-
-    /** What a drain of a numbered queue found, with the numbers received twice. */
-    static final class Drain {
-        final BitSet received = new BitSet();
-        final List<Integer> duplicates = new ArrayList<>();
-        long messages;
-        long redelivered;
-
-        static Drain of(String url, String queue, long idleMs, long maxMs) throws JMSException {
-            Drain d = new Drain();
-            ActiveMQConnectionFactory f = new ActiveMQConnectionFactory(url);
-            f.setWatchTopicAdvisories(false);
-            Connection c = f.createConnection();
-            try {
-                c.start();
-                Session s = c.createSession(false, Session.AUTO_ACKNOWLEDGE);
-                MessageConsumer consumer = s.createConsumer(s.createQueue(queue));
-                long end = System.currentTimeMillis() + maxMs;
-                while (System.currentTimeMillis() < end) {
-                    Message m = consumer.receive(idleMs);
-                    if (m == null) {
-                        break;
-                    }
-                    d.messages++;
-                    int seq = m.getIntProperty(NumberedProducer.SEQ);
-                    if (d.received.get(seq)) {
-                        d.duplicates.add(seq);
-                        if (m.getJMSRedelivered()) {
-                            d.redelivered++;
-                        }
-                    } else {
-                        d.received.set(seq);
-                    }
-                }
-            } finally {
-                c.close();
-            }
-            return d;
         }
     }
 
