@@ -32,6 +32,7 @@ public final class LocalCluster implements AutoCloseable {
         int replicationTimeoutMs = 10_000;
         boolean zookeeperProxies;
         String brokerName = "kahadb-ha";
+        String classPath;
         final List<String> jvmArgs = new ArrayList<>(List.of("-Xmx256m"));
 
         public Options nodes(int n) {
@@ -63,6 +64,15 @@ public final class LocalCluster implements AutoCloseable {
 
         public Options brokerName(String name) {
             this.brokerName = name;
+            return this;
+        }
+
+        /**
+         * The nodes' class path (it must hold the launcher, ActiveMQ and the native library);
+         * by default this JVM's.
+         */
+        public Options classPath(String cp) {
+            this.classPath = cp;
             return this;
         }
 
@@ -127,7 +137,7 @@ public final class LocalCluster implements AutoCloseable {
     }
 
     /** The class path of this JVM, for the nodes' JVMs (under Maven's test runner: its test class path). */
-    static String classPath() {
+    public static String classPath() {
         return System.getProperty("surefire.test.class.path", System.getProperty("java.class.path"));
     }
 
@@ -180,7 +190,8 @@ public final class LocalCluster implements AutoCloseable {
         cmd.add("-Dorg.slf4j.simpleLogger.log.dev.kahadb=info");
         cmd.add("-Dorg.slf4j.simpleLogger.showDateTime=true");
         cmd.add("-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS");
-        cmd.addAll(List.of("-cp", classPath(), "dev.kahadb.activemq.HaLauncher",
+        String cp = options.classPath != null ? options.classPath : classPath();
+        cmd.addAll(List.of("-cp", cp, "dev.kahadb.activemq.HaLauncher",
                 "--brokerURI", "xbean:" + xml,
                 "--uri", "kdbr://127.0.0.1:" + replicationPort,
                 "--directory", dir.toString(),

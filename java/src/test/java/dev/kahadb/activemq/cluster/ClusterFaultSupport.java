@@ -19,8 +19,6 @@ final class ClusterFaultSupport {
     private ClusterFaultSupport() {
     }
 
-    private static final String CLASS_PATH = "surefire.test.class.path";
-
     /**
      * {@link LocalCluster#start()}, with the nodes' JVMs on a copy of the class path's
      * directories (the build's classes and the native library packed in them) taken into
@@ -32,32 +30,20 @@ final class ClusterFaultSupport {
      * the test is not about.
      */
     static void startOnCopiedClassPath(LocalCluster cluster, Path copyDir) throws IOException, InterruptedException {
-        synchronized (ClusterFaultSupport.class) {
-            String original = System.getProperty(CLASS_PATH);
-            String source = original != null ? original : System.getProperty("java.class.path");
-            StringJoiner copied = new StringJoiner(File.pathSeparator);
-            int i = 0;
-            for (String entry : source.split(File.pathSeparator)) {
-                Path p = Paths.get(entry);
-                if (Files.isDirectory(p)) {
-                    Path target = copyDir.resolve("classpath" + i++);
-                    copyTree(p, target);
-                    copied.add(target.toString());
-                } else {
-                    copied.add(entry);
-                }
-            }
-            System.setProperty(CLASS_PATH, copied.toString());
-            try {
-                cluster.start();
-            } finally {
-                if (original != null) {
-                    System.setProperty(CLASS_PATH, original);
-                } else {
-                    System.clearProperty(CLASS_PATH);
-                }
+        StringJoiner copied = new StringJoiner(File.pathSeparator);
+        int i = 0;
+        for (String entry : LocalCluster.classPath().split(File.pathSeparator)) {
+            Path p = Paths.get(entry);
+            if (Files.isDirectory(p)) {
+                Path target = copyDir.resolve("classpath" + i++);
+                copyTree(p, target);
+                copied.add(target.toString());
+            } else {
+                copied.add(entry);
             }
         }
+        cluster.options().classPath(copied.toString());
+        cluster.start();
     }
 
     /** Copies a directory tree; a file that vanished while copying (a build running) means another try. */
