@@ -65,7 +65,7 @@ clippy:
 test-rust: build
 	$(CARGO) test --release
 
-$(CTEST_DIR)/%: tests/c/%.c include/kahadb.h build
+$(CTEST_DIR)/%: tests/c/%.c tests/c/test_support.h include/kahadb.h build
 	@mkdir -p $(CTEST_DIR)
 	gcc $(CFLAGS_TEST) $< -o $@ -L$(NATIVE_DIR) -lkahadb -Wl,-rpath,$(NATIVE_DIR) -lpthread
 

@@ -9,28 +9,8 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "test_support.h"
 #include "kahadb.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        checks++;                                                            \
-        if (!(cond)) {                                                       \
-            failures++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, " (last error: %s)\n", kahadb_last_error());    \
-        }                                                                    \
-    } while (0)
-
-#define EXPECT_RC(call, want)                                                       \
-    do {                                                                            \
-        int32_t rc_ = (call);                                                       \
-        CHECK(rc_ == (want), "%s returned %d (%s), want %d (%s)", #call, rc_,       \
-              kahadb_result_name(rc_), (int)(want), kahadb_result_name(want));      \
-    } while (0)
 
 static void fill(uint8_t *buf, size_t len, uint32_t seed) {
     for (size_t i = 0; i < len; i++) buf[i] = (uint8_t)(seed * 31u + i);

@@ -16,44 +16,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "test_support.h"
 #include "kahadb.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        checks++;                                                            \
-        if (!(cond)) {                                                       \
-            failures++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, " (last error: %s)\n", kahadb_last_error());    \
-        }                                                                    \
-    } while (0)
-
-#define EXPECT_RC(call, want)                                                       \
-    do {                                                                            \
-        int32_t rc_ = (call);                                                       \
-        CHECK(rc_ == (want), "%s returned %d (%s), want %d (%s)", #call, rc_,       \
-              kahadb_result_name(rc_), (int)(want), kahadb_result_name(want));      \
-    } while (0)
 
 #define Q KAHADB_DEST_QUEUE
 #define WAIT_MS 30000
 
 /* ---- Helpers ---- */
-
-static void sleep_ms(long ms) {
-    struct timespec t = {ms / 1000, (ms % 1000) * 1000000L};
-    nanosleep(&t, NULL);
-}
-
-static long long now_ms(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
 
 /* Ports free on 127.0.0.1 right now: each found by binding port 0, all sockets held open
  * until every port is known so that no two are the same. Returns -1 entries on failure. */

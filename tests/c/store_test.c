@@ -8,28 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "test_support.h"
 #include "kahadb.h"
-
-static int failures = 0;
-static int checks = 0;
-
-#define CHECK(cond, ...)                                                     \
-    do {                                                                     \
-        checks++;                                                            \
-        if (!(cond)) {                                                       \
-            failures++;                                                      \
-            fprintf(stderr, "FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond); \
-            fprintf(stderr, __VA_ARGS__);                                    \
-            fprintf(stderr, " (last error: %s)\n", kahadb_last_error());    \
-        }                                                                    \
-    } while (0)
-
-#define EXPECT_RC(call, want)                                                       \
-    do {                                                                            \
-        int32_t rc_ = (call);                                                       \
-        CHECK(rc_ == (want), "%s returned %d (%s), want %d (%s)", #call, rc_,       \
-              kahadb_result_name(rc_), (int)(want), kahadb_result_name(want));      \
-    } while (0)
 
 #define Q KAHADB_DEST_QUEUE
 #define T KAHADB_DEST_TOPIC
